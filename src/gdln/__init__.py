@@ -1,0 +1,29 @@
+"""gdln: gated deep linear networks — architectures, exact training, path statistics.
+
+Importing gdln enables float64 in JAX (``jax_enable_x64``): theory and simulation are compared
+in double precision. Pass ``dtype=jnp.float32`` to the trainer for large runs.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from . import config, errors, store  # noqa: E402
+from .data import Dataset  # noqa: E402
+from .gates import GateTable, band, consecutive, explicit, halfspace, random_k_of_m, route_table  # noqa: E402
+from .graph import Edge, Graph, Path, chain, pathways, routing  # noqa: E402
+from .model import activation_pattern, forward, init_params, init_seeds  # noqa: E402
+from .stats import ContextStats, context_stats, effective_examples, path_gate, sigma_x, sigma_yx  # noqa: E402
+from .tasks import contextual_task, hierarchical_task, routing_task, single_io, teacher_task, xor_task  # noqa: E402
+from .runner import run  # noqa: E402
+from .train import TrainOptions, TrainResult, sharpness, train  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ContextStats", "Dataset", "Edge", "GateTable", "Graph", "Path", "TrainOptions", "TrainResult",
+    "activation_pattern", "band", "chain", "consecutive", "context_stats", "contextual_task",
+    "config", "effective_examples", "errors", "explicit", "forward", "halfspace", "hierarchical_task",
+    "init_params", "init_seeds", "path_gate", "pathways", "random_k_of_m", "route_table", "routing",
+    "routing_task", "run", "sharpness", "sigma_x", "sigma_yx", "single_io", "store", "teacher_task", "train", "xor_task",
+]

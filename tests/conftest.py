@@ -1,0 +1,13 @@
+"""Shared fixtures."""
+
+import pytest
+
+import gdln
+
+
+@pytest.fixture(scope="session")
+def routing_fig4():
+    """The Fig. 4 routing network and its training data (28 of 49 routes)."""
+    g = gdln.routing(7, 4, 64, 7)
+    X, Y = gdln.hierarchical_task()
+    return g, gdln.routing_task(g, X, Y, gdln.band(7, 1, 2)), (X, Y)

@@ -1,0 +1,45 @@
+"""Hypothesis strategies: random gated DAGs with random data."""
+
+import numpy as np
+from hypothesis import strategies as st
+
+import gdln
+
+
+@st.composite
+def random_graphs(draw, max_hidden=4):
+    """A random valid DAG: inputs first, then hidden nodes, then outputs; every node on a path."""
+    n_in = draw(st.integers(1, 2))
+    n_hid = draw(st.integers(0, max_hidden))
+    n_out = draw(st.integers(1, 2))
+    names = [f"i{k}" for k in range(n_in)] + [f"h{k}" for k in range(n_hid)] + [f"o{k}" for k in range(n_out)]
+    sizes = {n: draw(st.integers(1, 4)) for n in names}
+    edges = set()
+    for t in range(n_in, len(names)):  # every non-input gets a predecessor among earlier non-outputs
+        sources = [s for s in range(min(t, n_in + n_hid))]
+        edges.add((draw(st.sampled_from(sources)), t))
+    for s in range(n_in + n_hid):  # every non-output gets a successor among later non-inputs
+        targets = [t for t in range(max(s + 1, n_in), len(names))]
+        if not any(e[0] == s for e in edges):
+            edges.add((s, draw(st.sampled_from(targets))))
+    extra = draw(st.lists(st.tuples(st.integers(0, n_in + n_hid - 1), st.integers(n_in, len(names) - 1)), max_size=4))
+    edges |= {(s, t) for s, t in extra if s < t}
+    return gdln.Graph(sizes, [(f"e{s}_{t}", names[s], names[t]) for s, t in sorted(edges)])
+
+
+@st.composite
+def gated_datasets(draw, graph, max_contexts=4):
+    """Random inputs/targets and random binary gates that are constant within random contexts."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    C = draw(st.integers(1, max_contexts))
+    P = draw(st.integers(C, 3 * C + 3))
+    context = np.concatenate([np.arange(C), rng.integers(0, C, P - C)])
+    gated_nodes = [v for v in graph.hidden + graph.outputs if rng.random() < 0.5]
+    gated_edges = [e.name for e in graph.edges if rng.random() < 0.5]
+    table = lambda: rng.integers(0, 2, C).astype(float)  # noqa: E731
+    node_gates = {v: table()[context] for v in gated_nodes}
+    edge_gates = {e: table()[context] for e in gated_edges}
+    inputs = {v: rng.standard_normal((P, graph.sizes[v])) for v in graph.inputs}
+    targets = {v: rng.standard_normal((P, graph.sizes[v])) for v in graph.outputs}
+    return gdln.Dataset(inputs, targets, node_gates, edge_gates, context=context)
