@@ -40,6 +40,36 @@ def test_moment_gradient_equals_autograd_gradient(draw):
     assert np.linalg.norm(flat_m - flat_d) <= 1e-10 * np.linalg.norm(flat_d) + 1e-13
 
 
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_moment_trajectories_equal_data_trajectories_on_random_dags(draw):
+    g = draw.draw(random_graphs(max_hidden=3))
+    data = draw.draw(gated_datasets(g))
+    params = gdln.init_seeds([draw.draw(st.integers(0, 99))], g, "gaussian", 0.7)
+    opts = {m: gdln.TrainOptions(steps=30, lr=0.05, method=m, record_every=10) for m in ("data", "moment")}
+    runs = {m: gdln.train(g, data, params, o) for m, o in opts.items()}
+    assert _rel(runs["moment"].context_loss, runs["data"].context_loss) < 1e-10
+    for e in g.edge_map:
+        assert _rel(runs["moment"].params["W"][e], runs["data"].params["W"][e]) < 1e-10
+
+
+def test_moment_space_with_unitwise_relu_gates():
+    """A ReLU network's activation pattern, frozen as unit-wise gates, is a GDLN: the moment space
+    (one context per distinct pattern) gives the data-space gradient."""
+    X, Y = gdln.teacher_task(4, 3, 2, 30)
+    g = gdln.chain([3, 4, 2])
+    params = gdln.init_params(jax.random.key(2), g, "gaussian", 1.0)
+    gates = {v: np.asarray(a) for v, a in gdln.activation_pattern(g, params, {"x": X}).items()}
+    data = gdln.single_io(g, X, Y, node_gates=gates)
+    opts = gdln.TrainOptions(steps=1, lr=0.1)
+    db, _ = data_batch(g, data)
+    mb, _ = moment_batch(g, data, affine=False)
+    gd = jax.grad(total_loss, argnums=2)(g, opts, params, db)
+    gm = jax.grad(total_loss, argnums=2)(g, opts, params, mb)
+    assert _rel(jax.flatten_util.ravel_pytree(gm)[0], jax.flatten_util.ravel_pytree(gd)[0]) < 1e-10
+    assert data.contexts()[1] == len(np.unique(gates["h1"], axis=0)) > 1
+
+
 @pytest.mark.parametrize("biases", [False, True])
 def test_moment_trainer_equals_data_trainer_on_routing(routing_fig4, biases):
     g, data, _ = routing_fig4

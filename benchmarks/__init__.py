@@ -1,0 +1,1 @@
+"""gdln benchmarks: ``python -m benchmarks`` prints every ratio (see docs/benchmarks.md)."""

@@ -1,0 +1,22 @@
+"""Run every benchmark and print its table: ``python -m benchmarks [NAME ...]``."""
+
+import sys
+
+from . import moment_vs_data, scan_vs_loop
+from .common import machine, table
+
+BENCHMARKS = {
+    "moment_vs_data": (moment_vs_data, "Moment-space vs data-space full-batch GD (routing, Fig. 4, noisy examples)"),
+    "scan_vs_loop": (scan_vs_loop, "jit + lax.scan vs per-step Python loops (routing, Fig. 4)"),
+}
+
+
+def main(names: list[str]) -> None:
+    print(f"machine: {machine()}\n")
+    for name in names or list(BENCHMARKS):
+        module, title = BENCHMARKS[name]
+        print(f"## {title}\n\n{table(module.run(), module.COLUMNS)}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

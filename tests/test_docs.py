@@ -1,0 +1,23 @@
+"""The README's Python quick-start runs as written."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_quick_start_runs(capsys):
+    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+    assert len(block.strip().splitlines()) <= 16
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "[" in printed and len(printed.splitlines()) >= 4
+
+
+def test_readme_opens_with_the_two_commands():
+    text = README.read_text()
+    commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    assert commands[0].endswith("gdln train examples/routing.yaml")
+    assert commands[1].endswith("python -m pytest -q") and '".[test]"' in commands[1]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert 'pip install --quiet ".[test]"' in ci and "python -m pytest -q" in ci
