@@ -21,3 +21,4 @@ def test_readme_opens_with_the_two_commands():
     assert commands[1].endswith("python -m pytest -q") and '".[test]"' in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install --quiet ".[test]"' in ci and "python -m pytest -q" in ci
+    assert "gdln train examples/routing.yaml" in ci

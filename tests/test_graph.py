@@ -87,6 +87,7 @@ def test_cycle_names_nodes():
         ({"x": 2, "y": 1}, [("W", "x", "y"), ("W", "x", "y")], {}, errors.DuplicateNameError, "edge 'W'"),
         ({"x": 0, "y": 1}, [("W", "x", "y")], {}, errors.NodeSizeError, "node 'x' has size 0"),
         ({"x": 2.5, "y": 1}, [("W", "x", "y")], {}, errors.NodeSizeError, "node 'x'"),
+        ({"x": True, "y": 1}, [("W", "x", "y")], {}, errors.NodeSizeError, "node 'x' has size True"),
         ({"x": 2, "y": 1, "z": 3}, [("W", "x", "y")], {}, errors.UnreachableNodeError, "node 'z'"),
         ({"x": 2, "y": 1}, [], {}, errors.GraphError, "no edges"),
         ({"x y": 2, "y": 1}, [("W", "x y", "y")], {}, errors.GraphError, "node name 'x y'"),

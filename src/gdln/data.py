@@ -54,16 +54,16 @@ class Dataset:
         if not self.inputs:
             raise ShapeError("dataset has no inputs")
         P = self.num_examples
-        for kind, arrays, nodes in (("input", self.inputs, graph.inputs), ("target", self.targets, graph.outputs)):
+        for kind, role, arrays, nodes in (
+            ("input", "input", self.inputs, graph.inputs),
+            ("target", "output", self.targets, graph.outputs),
+        ):
             for v in nodes:
                 if v not in arrays:
-                    raise ShapeError(f"dataset has no {kind} for {kind == 'input' and 'input' or 'output'} node {v!r}")
+                    raise ShapeError(f"dataset has no {kind} for {role} node {v!r}")
             for v, a in arrays.items():
                 if v not in nodes:
-                    raise UnknownNodeError(
-                        f"dataset has {kind}s for {v!r}, which is not an {'input' if kind == 'input' else 'output'} "
-                        f"node ({list(nodes)})"
-                    )
+                    raise UnknownNodeError(f"dataset has {kind}s for {v!r}, which is not an {role} node ({list(nodes)})")
                 if a.shape != (P, graph.sizes[v]):
                     raise ShapeError(f"{kind}s for node {v!r} have shape {a.shape}, expected {(P, graph.sizes[v])}")
                 _check_finite(a, f"{kind}s for node {v!r}")

@@ -9,6 +9,7 @@ from an input node to an output node, in the order the signal flows.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,11 @@ class Graph:
     ):
         node_items = tuple(nodes.items()) if isinstance(nodes, Mapping) else tuple(map(tuple, nodes))
         edge_items = tuple(e if isinstance(e, Edge) else Edge(*e) for e in edges)
-        object.__setattr__(self, "nodes", tuple((str(n), s) for n, s in node_items))
+        # Integral sizes (numpy ints too) become int; anything else is left for validation to name.
+        node_items = tuple(
+            (str(n), int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s) for n, s in node_items
+        )
+        object.__setattr__(self, "nodes", node_items)
         object.__setattr__(self, "edges", edge_items)
         self._validate()
         self._check_declared(inputs, outputs)

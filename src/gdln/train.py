@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
 from .data import Dataset
 from .errors import DivergenceError, ShapeError, UnsupportedError
@@ -415,7 +416,7 @@ def train(
     evaluate = dict(evaluate or {})
     evals = tuple(data_batch(graph, d, dtype) for d in evaluate.values())
     init_state, run_chunk = _compiled(graph, options, tuple(evaluate))
-    key = jax.random.key(key) if isinstance(key, int) else key
+    key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
     keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
     state0 = init_state(params, keys, batch)
 
@@ -423,8 +424,6 @@ def train(
     counts = np.diff(schedule, prepend=0)
     chunk = max(1, math.ceil(len(counts) / 20))
     padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, int)]).reshape(-1, chunk)
-    from tqdm.auto import tqdm
-
     records, state = [], state0
     with tqdm(total=options.steps, delay=2.0, disable=None if progress is None else not progress, unit="step", leave=False) as bar:
         for c in padded:
