@@ -68,10 +68,12 @@ def context_stats(graph: Graph, data: Dataset) -> ContextStats:
     xx = np.empty((C, X.shape[1], X.shape[1]))
     yx = np.empty((C, Y.shape[1], X.shape[1]))
     yy = np.empty((C, Y.shape[1], Y.shape[1]))
+    x_mean, y_mean = np.empty((C, X.shape[1])), np.empty((C, Y.shape[1]))
     for c in range(C):
         rows = order[bounds[c] : bounds[c + 1]]
         Xc, Yc = X[rows], Y[rows]
         xx[c], yx[c], yy[c] = Xc.T @ Xc / count[c], Yc.T @ Xc / count[c], Yc.T @ Yc / count[c]
+        x_mean[c], y_mean[c] = Xc.mean(0), Yc.mean(0)
     first = order[bounds[:-1]]
     return ContextStats(
         names=names,
@@ -80,8 +82,8 @@ def context_stats(graph: Graph, data: Dataset) -> ContextStats:
         xx=xx,
         yx=yx,
         yy=yy,
-        x_mean=np.stack([X[order[bounds[c] : bounds[c + 1]]].mean(0) for c in range(C)]),
-        y_mean=np.stack([Y[order[bounds[c] : bounds[c + 1]]].mean(0) for c in range(C)]),
+        x_mean=x_mean,
+        y_mean=y_mean,
         node_gates={v: g[first] for v, g in data.node_gates.items()},
         edge_gates={e: g[first] for e, g in data.edge_gates.items()},
         inputs=_blocks(graph, graph.inputs),
