@@ -79,6 +79,7 @@ def test_cli_train_writes_a_reproducible_run_folder(tmp_path):
     a, b = read_run(tmp_path / "a"), read_run(tmp_path / "b")
     assert a["config"] == b["config"] == config.to_dict(config.parse(yaml.safe_load(SMALL)))
     assert a["provenance"]["seeds"] == [3, 4] and a["provenance"]["versions"]["jax"]
+    assert set(a["provenance"]["git_commit"]) == {"gdln", "working_directory"}
     assert a["metrics"].equals(b["metrics"])
     assert a["trajectories"].identical(b["trajectories"])
     for e, W in a["params"]["W"].items():

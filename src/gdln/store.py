@@ -3,7 +3,7 @@
 A run folder ``DIR`` holds
 
 * ``config.yaml``      the resolved config (every default filled in),
-* ``provenance.json``  seed(s), package versions, git commit of the gdln source (if any), time, host,
+* ``provenance.json``  seed(s), package versions, git commits (gdln source, working directory), time, host,
 * ``metrics.parquet``  tidy table: seed, step, epoch, time, dataset, context, loss,
 * ``trajectories.nc``  labelled arrays (xarray / NetCDF4): losses, singular values, weights,
 * ``params.npz``       final parameters, ``W/<edge>`` and ``b/<edge>`` with a leading seed axis.
@@ -60,7 +60,8 @@ def provenance(seed: int, seeds: int) -> dict:
         "seed": seed,
         "seeds": list(range(seed, seed + seeds)),
         "versions": {"python": platform.python_version(), **versions},
-        "git_commit": git_commit(),
+        # The gdln source (editable installs) and the folder the run was started from.
+        "git_commit": {"gdln": git_commit(), "working_directory": git_commit(Path.cwd())},
         "devices": [str(d) for d in jax.devices()],
         "host": platform.node(),
         "command": sys.argv,
