@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -20,8 +21,6 @@ def best_of(fn, repeats: int = 3) -> float:
 
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
-    import os
-
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"jax {jax.__version__} on {jax.devices()[0].platform}")
 
