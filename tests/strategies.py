@@ -43,3 +43,35 @@ def gated_datasets(draw, graph, max_contexts=4):
     inputs = {v: rng.standard_normal((P, graph.sizes[v])) for v in graph.inputs}
     targets = {v: rng.standard_normal((P, graph.sizes[v])) for v in graph.outputs}
     return gdln.Dataset(inputs, targets, node_gates, edge_gates, context=context)
+
+
+def diagonal_dataset(graph, seed, contexts=3, hidden_size=None, gates=True):
+    """Data whose gated path statistics share singular vectors exactly (Assumption 1).
+
+    Per context c and index k, one example with x_v = lam V_v e_k and y_u = mu U_u e_k (zero where
+    k exceeds the node's size), random orthogonal V_v, U_u, random positive lam, mu, and random
+    binary gates per context (none without ``gates``). Returns (graph, dataset); with
+    ``hidden_size`` the hidden nodes are
+    widened so that no node is a bottleneck.
+    """
+    if hidden_size is not None:
+        graph = gdln.Graph({v: hidden_size if v in graph.hidden else s for v, s in graph.nodes}, graph.edges)
+    rng = np.random.default_rng(seed)
+    frame = {v: np.linalg.qr(rng.standard_normal((graph.sizes[v],) * 2))[0] for v in graph.inputs + graph.outputs}
+    n = max(graph.sizes[v] for v in graph.inputs)
+    context = np.repeat(np.arange(contexts), n)
+    k = np.tile(np.arange(n), contexts)
+
+    def signals(v):
+        size = graph.sizes[v]
+        amp = rng.uniform(0.5, 1.5, (contexts, n)) * (np.arange(n) < size)
+        basis = np.vstack([frame[v].T, np.zeros((max(0, n - size), size))])  # row k = e_k in frame v
+        return amp[context, k][:, None] * basis[k]
+
+    inputs = {v: signals(v) for v in graph.inputs}
+    targets = {v: signals(v) for v in graph.outputs}
+    gated = [v for v in graph.hidden + graph.outputs if gates and rng.random() < 0.5]
+    node_gates = {v: rng.integers(0, 2, contexts).astype(float)[context] for v in gated}
+    gated_edges = [e.name for e in graph.edges if gates and rng.random() < 0.3]
+    edge_gates = {e: rng.integers(0, 2, contexts).astype(float)[context] for e in gated_edges}
+    return graph, gdln.Dataset(inputs, targets, node_gates, edge_gates, context=context)

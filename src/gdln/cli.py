@@ -50,5 +50,66 @@ def train_cmd(
     typer.echo(f"run folder: {folder}")
 
 
+@app.command("race")
+def race_cmd(
+    config: Path = typer.Argument(..., help="YAML run config (see examples/)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder [default: runs/<name>-race]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    fraction: float = typer.Option(0.5, help="Predicted time: a mode reaches this fraction of its final value."),
+    rows: int = typer.Option(40, help="Most pathways printed (the full table is written to pathways.csv)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """The race between pathways: rates, predicted and measured winners (table + figure)."""
+    import json
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import config as cfgmod
+    from .errors import GdlnError
+    from .plot import race_figure
+    from .race import race
+    from .runner import run
+    from .store import provenance, staged_folder
+
+    try:
+        cfg = cfgmod.load_yaml(config)
+        graph = cfg.architecture.build()
+        data, _ = cfg.task.build(graph, cfg.seed)
+        report = race(graph, data, b0=cfg.init.scale, fraction=fraction)
+        recording = replace(cfg.train, record_weights=True, record_singular_values=False)
+        sim_cfg = cfg.model_copy(update={"train": recording})
+        result, _ = run(sim_cfg, progress=False if quiet else None)
+        report = report.with_simulation(result.weights, result.time)
+        folder = out or Path("runs") / f"{cfg.name}-race"
+        with staged_folder(folder, overwrite) as tmp:
+            (tmp / "config.yaml").write_text(cfgmod.dump_yaml(cfg))
+            (tmp / "provenance.json").write_text(json.dumps(provenance(cfg.seed, cfg.seeds), indent=2) + "\n")
+            report.pathways.to_csv(tmp / "pathways.csv", index=False)
+            report.modes.to_csv(tmp / "modes.csv", index=False)
+            report.reduction.residuals().to_csv(tmp / "residuals.csv", index=False)
+            race_figure(report, tmp / "race", lr=cfg.train.lr, momentum=cfg.train.momentum)
+    except GdlnError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    red = report.reduction
+    table = Table(title=f"{cfg.name}: race between {len(red.paths)} pathways "
+                        f"({red.num_modes} modes, b0 = {cfg.init.scale:g})")
+    cols = ["pathway", "route", "counts", "rate", "t_half", "predicted_winner", "share", "winner", "t_half_measured"]
+    shown = report.table()[cols].sort_values(["route", "rate"], ascending=[True, False]).head(rows)
+    for col in shown.columns:
+        table.add_column(col.replace("_", " "), justify="left" if col in ("pathway", "route", "counts") else "right",
+                         no_wrap=col == "pathway")
+    for _, row in shown.iterrows():
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    agree = (report.pathways["predicted_winner"] == report.pathways["winner"]).mean()
+    console.print(f"reduction {'exact' if red.exact else 'approximate'} (largest residual {red.residual:.2g}); "
+                  f"times in units of tau; predicted winners agree with the simulation on {agree:.0%} of pathways")
+    console.print(f"folder: {folder}")
+
+
 if __name__ == "__main__":
     app()

@@ -14,6 +14,7 @@ folder that exists is never half-written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
@@ -69,8 +70,9 @@ def provenance(seed: int, seeds: int) -> dict:
     }
 
 
-def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainResult, overwrite: bool = False) -> Path:
-    """Write a complete run folder atomically (temporary name, then rename)."""
+@contextlib.contextmanager
+def staged_folder(folder: str | Path, overwrite: bool = False):
+    """Yield a temporary folder that replaces ``folder`` only once the block succeeds (atomic rename)."""
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise GdlnError(f"run folder {folder} exists; choose another --out or overwrite it")
@@ -78,18 +80,28 @@ def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainRes
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    (tmp / "config.yaml").write_text(config_yaml)
-    (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-    result.metrics().to_parquet(tmp / "metrics.parquet", index=False)
-    ds = result.to_xarray()
-    ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
-    params = result.params if next(iter(result.params["W"].values())).ndim == 3 else jax.tree.map(
-        lambda a: a[None], result.params)
-    np.savez(tmp / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if folder.exists():
         shutil.rmtree(folder)
     tmp.rename(folder)
-    return folder
+
+
+def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainResult, overwrite: bool = False) -> Path:
+    """Write a complete run folder atomically (temporary name, then rename)."""
+    with staged_folder(folder, overwrite) as tmp:
+        (tmp / "config.yaml").write_text(config_yaml)
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+        result.metrics().to_parquet(tmp / "metrics.parquet", index=False)
+        ds = result.to_xarray()
+        ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
+        params = result.params if next(iter(result.params["W"].values())).ndim == 3 else jax.tree.map(
+            lambda a: a[None], result.params)
+        np.savez(tmp / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
+    return Path(folder)
 
 
 def read_run(folder: str | Path) -> dict:

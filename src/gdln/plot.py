@@ -1,0 +1,64 @@
+"""Figures (matplotlib, the shipped ``gdln`` style, no TeX). Downstream of the numerical core."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+STYLE = resources.files("gdln") / "styles" / "gdln.mplstyle"
+
+
+@contextmanager
+def style():
+    """Context manager applying the shipped gdln matplotlib style (Agg backend, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with plt.style.context(str(STYLE)):
+        yield plt
+
+
+def save(fig, path: str | Path) -> list[Path]:
+    """Write ``fig`` as PNG and PDF next to each other; returns the paths."""
+    path = Path(path)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p)
+    return out
+
+
+def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0, momentum: float = 0.0) -> list[Path]:
+    """The race: each class of pathways (equal race rate) with its mean contribution to the output
+    over epochs (full-batch GD with ``lr`` on ``loss_scale * L``) and its predicted learning time
+    (dashed); right, the race rates."""
+    from .reduction import time_to_epochs
+
+    df = report.pathways
+    classes = np.unique(np.round(df["rate"].to_numpy(), 12))[::-1]
+    with style() as plt:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(7.0, 2.8), width_ratios=(2.2, 1))
+        for k, r in enumerate(classes):
+            members = np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0))
+            label = f"r = {r:.3g} ({len(members)} pathway{'s' if len(members) > 1 else ''})"
+            colour = f"C{k % 8}"
+            if report.contribution is not None:
+                x = time_to_epochs(report.time, lr, loss_scale, momentum)
+                ax.plot(x, report.contribution[:, members].mean(1), color=colour, label=label)
+            t_half = df["t_half"].to_numpy()[members]
+            if np.isfinite(t_half).any():
+                ax.axvline(time_to_epochs(np.nanmin(t_half), lr, loss_scale, momentum), color=colour, ls="--", lw=1)
+            bx.bar(k, r, color=colour)
+        ax.set_xlabel(f"epoch (lr = {lr:g})")
+        ax.set_ylabel("contribution to the output (RMS)")
+        ax.set_title("pathway contributions; dashed: predicted learning time")
+        ax.legend(loc="best")
+        first = [np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0))[0] for r in classes]
+        bx.set_xticks(range(len(classes)), [f"n = {df['counts'][k]}" for k in first], rotation=20)
+        bx.set_ylabel("race rate r")
+        bx.set_title("race rates")
+        return save(fig, path)
