@@ -39,11 +39,11 @@ def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0,
     from .reduction import time_to_epochs
 
     df = report.pathways
-    classes = np.unique(np.round(df["rate"].to_numpy(), 12))[::-1]
+    rates = np.unique(np.round(df["rate"].to_numpy(), 12))[::-1]
+    classes = [np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0)) for r in rates]
     with style() as plt:
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(7.0, 2.8), width_ratios=(2.2, 1))
-        for k, r in enumerate(classes):
-            members = np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0))
+        for k, (r, members) in enumerate(zip(rates, classes)):
             label = f"r = {r:.3g} ({len(members)} pathway{'s' if len(members) > 1 else ''})"
             colour = f"C{k % 8}"
             if report.contribution is not None:
@@ -57,8 +57,7 @@ def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0,
         ax.set_ylabel("contribution to the output (RMS)")
         ax.set_title("pathway contributions; dashed: predicted learning time")
         ax.legend(loc="best")
-        first = [np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0))[0] for r in classes]
-        bx.set_xticks(range(len(classes)), [f"n = {df['counts'][k]}" for k in first], rotation=20)
+        bx.set_xticks(range(len(classes)), [f"n = {df['counts'][m[0]]}" for m in classes], rotation=20)
         bx.set_ylabel("race rate r")
         bx.set_title("race rates")
         return save(fig, path)

@@ -102,29 +102,17 @@ def race(
     counts = paths_through_counts(red)
     pi = red.probability
     chains = red.chains()
-    active = red.path_gates != 0
-    routes = {}
+    keys = [(graph.source(p), graph.target(p), tuple(red.path_gates[:, k] != 0)) for k, p in enumerate(red.paths)]
+    distinct = list(dict.fromkeys(keys))
+    ends = [key[:2] for key in distinct]
+    # a route is named by its ends, numbered when the same ends serve different contexts
+    name = {key: f"{a}->{b}" + (f"#{i}" if ends.count((a, b)) > 1 else "") for i, key in enumerate(distinct)
+            for a, b in [key[:2]]}
     rows = []
     for k, p in enumerate(red.paths):
-        key = (graph.source(p), graph.target(p), tuple(active[:, k]))
-        routes.setdefault(key, f"{key[0]}->{key[1]}")
         n = [counts[e] for e in p]
-        rows.append(
-            {
-                "pathway": "/".join(p),
-                "route": routes[key],
-                "depth": len(p),
-                "probability": pi[k],
-                "counts": ",".join(map(str, n)),
-                "rate": race_rate(pi[k], n),
-            }
-        )
-    # routes with the same ends but different contexts get numbered names
-    names = pd.Series(list(routes.values()))
-    dup = names.duplicated(keep=False)
-    rename = {key: (f"{name}#{i}" if dup[i] else name) for i, (key, name) in enumerate(routes.items())}
-    for k, p in enumerate(red.paths):
-        rows[k]["route"] = rename[(graph.source(p), graph.target(p), tuple(active[:, k]))]
+        rows.append({"pathway": "/".join(p), "route": name[keys[k]], "depth": len(p), "probability": pi[k],
+                     "counts": ",".join(map(str, n)), "rate": race_rate(pi[k], n)})
     df = pd.DataFrame(rows)
 
     modes = chains.assign(route=[df["route"][k] for k in red.chain_path], rate=df["rate"].to_numpy()[red.chain_path])
