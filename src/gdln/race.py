@@ -50,8 +50,8 @@ class RaceReport:
             raise ShapeError(f"weights have {c.shape[0]} records but time has {len(time)}")
         df = self.pathways.copy()
         final = c[-1]
-        total = df.groupby("route")["pathway"].transform(lambda g: final[g.index].sum())
-        df["share"] = np.divide(final, total, out=np.zeros_like(final), where=total.to_numpy() > 0)
+        total = pd.Series(final, index=df.index).groupby(df["route"]).transform("sum").to_numpy()
+        df["share"] = np.divide(final, total, out=np.zeros_like(final), where=total > 0)
         df["winner"] = df["share"] == df.groupby("route")["share"].transform("max")
         half = np.array(
             [

@@ -205,8 +205,13 @@ def _flow_rank(flow) -> tuple:
     return (-round(strength, 12), o, a, k)
 
 
+def _ranked(groups, flows) -> list[list[int]]:
+    """Groups of flow indices, the group holding the strongest flow first."""
+    return sorted(groups, key=lambda g: min(_flow_rank(flows[f]) for f in g))
+
+
 def _hidden_slots(graph: Graph, paths, flows):
-    """Assign each flow a slot at every hidden node it passes (None where it was dropped).
+    """The surviving flows and their slot at every hidden node they pass, ``slot[(flow, node)]``.
 
     Flows through one edge that share a slot on one side must share it on the other side (one
     scalar per link); union-find over (flow, node) positions to a fixed point. Groups that would
@@ -245,15 +250,10 @@ def _hidden_slots(graph: Graph, paths, flows):
                 for v in graph.path_nodes(paths[flows[f][0]]):
                     if v in hidden:
                         comps[v].setdefault(uf.find((f, v)), []).append(f)
-            for v, groups in comps.items():
-                ranked = sorted(groups.values(), key=lambda g: min(_flow_rank(flows[f]) for f in g))
-                drop |= {f for g in ranked[graph.sizes[v] :] for f in g}
-        if not drop:
-            slot = {}
-            for v, groups in comps.items():
-                ranked = sorted(groups.values(), key=lambda g: min(_flow_rank(flows[f]) for f in g))
-                slot.update({(f, v): k for k, g in enumerate(ranked) for f in g})
-            return alive, slot
+            ranked = {v: _ranked(groups.values(), flows) for v, groups in comps.items()}
+            drop = {f for v, groups in ranked.items() for g in groups[graph.sizes[v] :] for f in g}
+            if not drop:
+                return alive, {(f, v): k for v, groups in ranked.items() for k, g in enumerate(groups) for f in g}
         alive = [f for f in alive if f not in drop]
 
 
@@ -268,8 +268,7 @@ def _conflicts(graph, flows, through, key) -> set[int]:
                 groups.setdefault(key(f, near), {}).setdefault(key(f, far), []).append(f)
             for sides in groups.values():
                 if len(sides) > 1:
-                    ranked = sorted(sides.values(), key=lambda g: min(_flow_rank(flows[f]) for f in g))
-                    drop |= {f for g in ranked[1:] for f in g}
+                    drop |= {f for g in _ranked(sides.values(), flows)[1:] for f in g}
     return drop
 
 
@@ -279,11 +278,11 @@ class Reduction:
     """The reduced (per-mode scalar) system of a gated linear network on a dataset.
 
     Attributes: ``frames[v]`` (orthonormal columns = slots: U (|v| x |v|) at outputs, V at inputs,
-    random |v| x (slots in use) at hidden nodes); ``paths`` the active paths (gated on in some context), ``path_gates``
-    their gates per context (contexts x paths) and ``probability[k]`` = P(g_p != 0); ``S[p]`` and
-    ``D[(j, p)]`` the rotated statistics;
-    ``residual_yx[p]`` and ``residual_x[(j, p)]`` their parts the reduction cannot carry (relative
-    Frobenius norms; 0 when Assumption 1 holds). Links: ``link_edge[i]``, ``link_slots[i] = (k_t,
+    random |v| x (slots in use) at hidden nodes); ``paths`` the active paths (gated on in some
+    context), ``path_gates`` their gates per context (contexts x paths) and ``probability[k]`` =
+    P(g_p != 0); ``S[p]`` and ``D[(j, p)]`` the rotated statistics; ``residual_yx[p]`` and
+    ``residual_x[(j, p)]`` their parts the reduction cannot carry (relative Frobenius norms; 0 when
+    Assumption 1 holds). Links: ``link_edge[i]``, ``link_slots[i] = (k_t,
     k_s)``, ``link_mode[i]``. Chains: ``chain_path`` (index into ``paths``), ``chain_links``
     (padded with ``num_links``), ``chain_slots = (output slot, input slot)``, ``chain_s``.
     Quadratic terms: ``pair_chains`` (n, 2) and ``pair_d``. ``offset`` = 1/2 <||y||^2>.
@@ -357,11 +356,10 @@ class Reduction:
         own = np.zeros(len(self.chain_s))
         same = self.pair_chains[:, 0] == self.pair_chains[:, 1]
         own[self.pair_chains[same, 0]] = self.pair_d[same]
-        first = np.minimum(self.chain_links[:, 0], self.num_links - 1)
         return pd.DataFrame(
             {
                 "path": ["/".join(self.paths[k]) for k in self.chain_path],
-                "mode": self.link_mode[first] if self.num_links else np.zeros(0, int),
+                "mode": self.link_mode[self.chain_links[:, 0]],  # every chain has a first link
                 "output_slot": self.chain_slots[:, 0],
                 "input_slot": self.chain_slots[:, 1],
                 "s": self.chain_s,
