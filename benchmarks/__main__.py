@@ -2,13 +2,14 @@
 
 import sys
 
-from . import moment_vs_data, reduction_vs_full, scan_vs_loop
+from . import moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop
 from .common import machine, table
 
 BENCHMARKS = {
     "moment_vs_data": (moment_vs_data, "Moment-space vs data-space full-batch GD (routing, Fig. 4, noisy examples)"),
     "scan_vs_loop": (scan_vs_loop, "jit + lax.scan vs per-step Python loops (routing, Fig. 4)"),
     "reduction_vs_full": (reduction_vs_full, "Reduced per-mode dynamics vs full-network GD, growing hidden width"),
+    "routing_experiment": (routing_experiment, "gdln reproduce routing: wall time; vmapped vs one-at-a-time seeds"),
 }
 
 

@@ -17,8 +17,18 @@ def test_readme_quick_start_runs(capsys):
 def test_readme_opens_with_the_two_commands():
     text = README.read_text()
     commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
-    assert commands[0].endswith("gdln train examples/routing.yaml")
+    assert commands[0].endswith("gdln reproduce routing")
     assert commands[1].endswith("python -m pytest -q") and '".[test]"' in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert 'pip install --quiet ".[test]"' in ci and "python -m pytest -q" in ci
-    assert "gdln train examples/routing.yaml" in ci
+    assert "gdln reproduce routing" in ci
+
+
+def test_readme_lists_every_paper_figure_with_its_run_time_and_committed_figure():
+    from gdln import experiments
+
+    text = README.read_text()
+    for name in experiments.NAMES:
+        runtime = experiments.get(name).runtime
+        assert f"| `gdln reproduce {name}` | {runtime} |" in text
+        assert (README.parent / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000

@@ -113,6 +113,18 @@ def test_residual_reports_a_broken_assumption():
     assert set(table["statistic"]) == {"yx", "x"} and table.loc[table.statistic == "x", "residual"].max() > 0.05
 
 
+def test_residual_counts_couplings_to_unused_slots():
+    """Plain contextual net on a finite sample: S and D couple the used input direction to the unused
+    one, so GD from the aligned start leaves the reduced manifold; the residual must say so."""
+    g = gdln.pathways(2)
+    red = reduce(g, gdln.contextual_task(g, 10**4, 0, gated=False))
+    assert not red.exact and red.residual > 0.01
+    opts = gdln.TrainOptions(steps=400, lr=0.5, record_every=400, record_singular_values=False, record_weights=True)
+    full = gdln.train(g, gdln.contextual_task(g, 10**4, 0, gated=False), red.aligned_params(0.1), opts)
+    on_links = red.params(red.project({"W": {e: W[0, -1] for e, W in full.weights.items()}}))
+    assert np.abs(full.weights["in0"][0, -1] - on_links["W"]["in0"]).max() > 1e-3  # off the reduced manifold
+
+
 def test_random_init_tracks_the_reduction(routing_fig4):
     """Fig. 4: 10 runs from random orthogonal weights (sigma0 = 0.2) vs the reduction from the
     decoupled start b0 = 0.08: every stage (loss crossing 20, 5, 1) lands within 15% of the

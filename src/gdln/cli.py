@@ -14,6 +14,22 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _setup() -> None:
+    """Keep compiled XLA programs on disk between runs (``GDLN_CACHE_DIR``, default
+    ``~/.cache/gdln/jax``; set it to an empty string to disable): a repeated ``gdln reproduce``
+    skips most of its compile time."""
+    import os
+
+    import jax
+
+    folder = os.environ.get("GDLN_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                                                     / "gdln" / "jax"))
+    if folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+
+
 @app.command()
 def version() -> None:
     """Print the gdln, JAX and device versions."""
@@ -109,6 +125,72 @@ def race_cmd(
     console.print(f"reduction {'exact' if red.exact else 'approximate'} (largest residual {red.residual:.2g}); "
                   f"times in units of tau; predicted winners agree with the simulation on {agree:.0%} of pathways")
     console.print(f"folder: {folder}")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """The paper figures ``gdln reproduce`` can run, with the expected run time of each."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .experiments import NAMES, get
+
+    table = Table(title="gdln reproduce NAME  (--quick: small faithful version in seconds)")
+    for col in ("name", "figure", "description", "full run"):
+        table.add_column(col)
+    for name in NAMES:
+        e = get(name)
+        table.add_row(e.name, e.figure, e.description, e.runtime)
+    Console().print(table)
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    name: str = typer.Argument(..., help="Experiment (see `gdln list`), or `all`."),
+    quick: bool = typer.Option(False, "--quick", help="Small faithful version (fewer seeds/epochs), in seconds."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder [default: runs/reproduce/<name>]; "
+                                    "with `all`, the parent of one folder per experiment."),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Number of random seeds (experiments with seeds)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing run folders."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Reproduce a paper figure: figures (PNG + PDF), data per panel, config and summary.json."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .errors import GdlnError
+    from .experiments import NAMES, flatten, reproduce
+
+    names = NAMES if name == "all" else (name,)
+    root = out or Path("runs") / "reproduce"
+    console = Console()
+    for n in names:
+        folder = root / n if (name == "all" or out is None) else out
+        start = time.perf_counter()
+        try:
+            outcome, folder = reproduce(n, folder, quick=quick, seeds=seeds, overwrite=overwrite,
+                                        progress=False if quiet else None)
+        except GdlnError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        table = Table(title=f"{n}{' (quick)' if quick else ''}: {time.perf_counter() - start:.1f} s -> {folder}")
+        table.add_column("summary")
+        table.add_column("value", overflow="fold")
+        for key, value in flatten(outcome.summary):
+            table.add_row(key, _fmt(value))
+        console.print(table)
+
+
+def _fmt(value) -> str:
+    import numpy as np
+
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_fmt(v) for v in np.ravel(np.asarray(value, dtype=object))) + "]"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
 
 
 if __name__ == "__main__":

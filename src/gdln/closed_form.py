@@ -98,6 +98,14 @@ def time_to_fraction(fraction: float, s: float, d: float, a0: float, depth: int,
     return float(chain_time(fraction * s / d, s, d, a0, depth, rate))
 
 
+def rise_grid(start: float, stop: float, points: int = 100) -> np.ndarray:
+    """Values from ``start`` to 0.9999 of the way to ``stop``, geometrically dense at both ends (the
+    slow start and the slow approach of a rising mode): where to evaluate a closed form t(b) and
+    plot it parametrically. 2 * ``points`` values."""
+    u = np.concatenate([[0.0], np.geomspace(1e-4, 0.5, points), 1 - np.geomspace(0.5, 1e-4, points)[1:]])
+    return start + (stop - start) * u
+
+
 # ------------------------------------------------------------------- routing
 def routing_rhs(b2, M: float, s: float, d: float, C: float):
     """tau dB2/dt = (1/M) (B2^2 + C) (s - (1/M) B2 (B2^2 + C) d)   (eq. 15; B1 = B3, C = M B1^2 - B2^2)."""
@@ -127,3 +135,73 @@ def routing_time(b2, b2_0: float, M: float, s: float, d: float, C: float):
 def routing_b2(t, b2_0: float, M: float, s: float, d: float, C: float):
     """B2(t) by inverting :func:`routing_time` (monotone in B2)."""
     return _invert(lambda b2: routing_time(b2, b2_0, M, s, d, C), b2_0, routing_fixed_point(M, s, d, C)[1], t)
+
+
+# ------------------------------------------------------- fits and optima
+def fit_logistic_start(t, loss, s: float, d: float, constant: float = 0.0, rate: float = 1.0) -> float:
+    """The initial strength a0 whose depth-2 pathway loss best fits ``loss(t)`` (least squares):
+    argmin_a0 sum_t (loss(t) - pathway_loss(logistic(t, s, d, a0, rate), s, d, constant))^2.
+
+    a0 enters the logistic only as a time shift, t -> t + ln(s/(d a0) - 1) / (2 r s), so the fit
+    places the theory curve in time. Searched on a grid of log a0 in (1e-300, s/d), then refined.
+    """
+    t, loss = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
+    top = np.log(s / d)
+
+    def sse(log_a0):
+        return np.sum((loss - pathway_loss(logistic(t, s, d, np.exp(log_a0), rate), s, d, constant)) ** 2)
+
+    grid = np.linspace(np.log(1e-300), top, 2000)[:-1]
+    k = int(np.argmin([sse(g) for g in grid]))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    return float(np.exp(optimize.minimize_scalar(sse, bounds=(lo, hi), method="bounded",
+                                                 options={"xatol": 1e-12}).x))
+
+
+def linear_optimum(stats, shared: bool = True) -> tuple[np.ndarray, float]:
+    """The best linear maps on per-context statistics (:func:`gdln.context_stats`) and their loss.
+
+    ``shared``: one map A for every context (a plain linear network), A = Syx Sxx^+ with
+    Syx = sum_c pi_c <y x^T|c>, Sxx = sum_c pi_c <x x^T|c>; otherwise one map per context,
+    A_c = <y x^T|c> <x x^T|c>^+. Loss (library convention, no biases):
+    L* = sum_c pi_c (1/2 tr <y y^T|c> - 1/2 tr(A_c <y x^T|c>^T)). Returns (maps (C, N_out, N_in), L*).
+    """
+    pi = stats.probability
+    if shared:
+        A = np.einsum("c,cij->ij", pi, stats.yx) @ np.linalg.pinv(np.einsum("c,cij->ij", pi, stats.xx))
+        maps = np.broadcast_to(A, stats.yx.shape).copy()
+    else:
+        maps = stats.yx @ np.linalg.pinv(stats.xx)
+    loss = 0.5 * pi @ (np.trace(stats.yy, axis1=1, axis2=2) - np.einsum("cij,cij->c", maps, stats.yx))
+    return maps, float(loss)
+
+
+# ------------------------------------------------------------ sharing levels
+def sharing_fixed_point(P: int, s: float, d: float, C: float) -> tuple[float, float]:
+    """(B1, B2) at the end of learning at sharing level P (eqs 16-17):
+    B2 (B2^2 + C) = sqrt(P) s / d and B1 = B3 = sqrt((B2^2 + C) / sqrt(P)), so that B2 B1^2 = s / d.
+    With C small, B2 / B1 = P^(1/4) (sqrt(M) at P = M^2, as in Fig. 4)."""
+    return routing_fixed_point(np.sqrt(P), s, d, C)
+
+
+def sharing_time(b2, b2_0: float, M: int, P: int, s: float, d: float, C: float):
+    """t(B2) at sharing level P, all M^2 routes trained (eqs 16-17, B1 = B3, per-path s and d):
+
+        tau dB1/dt = (sqrt(P)/M^2) B2 B1 (s - B2 B1^2 d),   tau dB2/dt = (P/M^2) B1^2 (s - B2 B1^2 d).
+
+    C = sqrt(P) B1^2 - B2^2 is conserved, and eliminating B1 gives (P/M^2) times eq. 15 with M
+    replaced by sqrt(P): t(B2) = (M^2/P) routing_time(B2, B2(0), sqrt(P), s, d, C), in units of tau."""
+    return (M**2 / P) * routing_time(b2, b2_0, np.sqrt(P), s, d, C)
+
+
+def sharing_mode_time(fraction: float, b0: float, M: int, P: int, s: float, d: float) -> float:
+    """Time (units of tau) for a mode's strength a = B1 B2 B3 = B2 B1^2 to grow from the decoupled
+    start (b0 on every link, so C = (sqrt(P) - 1) b0^2) to ``fraction`` of its final value s/d
+    (eqs 16-17 by quadrature, :func:`sharing_time`)."""
+    C = (np.sqrt(P) - 1) * b0**2
+    _check(s, d, b0**3)
+    if not b0**3 < fraction * s / d < s / d:
+        raise UnsupportedError(f"fraction {fraction} must lie in (b0^3 d / s, 1)")
+    # B2 where B2 (B2^2 + C) / sqrt(P) = fraction s/d: the fixed point of the mode with s -> fraction s
+    b2 = sharing_fixed_point(P, fraction * s, d, C)[1]
+    return float(sharing_time(b2, b0, M, P, s, d, C))

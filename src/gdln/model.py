@@ -72,6 +72,14 @@ def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: fl
     return jax.vmap(lambda k: init_params(k, graph, scheme, scale, **kwargs))(keys)
 
 
+def stack_params(*networks: Params) -> Params:
+    """Networks, each one network or seed-batched, on one leading seed axis in the order given, e.g.
+    ``stack_params(init_seeds(range(10), g), red.aligned_params(b0))``: ten random seeds and the
+    decoupled run, trained together by one vmapped :func:`gdln.train`."""
+    batched = [n if next(iter(n["W"].values())).ndim == 3 else jax.tree.map(lambda a: a[None], n) for n in networks]
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *batched)
+
+
 def check_params(graph: Graph, params: Params) -> None:
     """Raise ShapeError unless ``params`` has a weight of the right shape for every edge."""
     W = params.get("W", {})

@@ -697,19 +697,20 @@ def _pairs(graph: Graph, paths, D, chains):
 
 
 def _residuals(graph, paths, S, D, yx, x, chains):
-    """Relative norm of the entries of S(p), D(j, p) that couple slots in use but lie off the chains."""
-    used_in: dict[str, set] = {v: set() for v in graph.inputs}
-    used_out: dict[str, set] = {v: set() for v in graph.outputs}
-    on_yx: dict[Path, set] = {p: set() for p in paths}
-    for k, _, o, a in chains:
-        p = paths[k]
-        used_in[graph.source(p)].add(a)
-        used_out[graph.target(p)].add(o)
-        on_yx[p].add((o, a))
+    """Relative norm of the entries of S(p), D(j, p) off the chains that would move weights off them.
 
-    def off(M, rows, cols, on):
-        mask = np.zeros(M.shape, bool)
-        mask[np.ix_(sorted(rows), sorted(cols))] = True
+    At the aligned start each path's weights live on its own chains' slots. An off-chain entry of
+    S(p) drives growth when it touches one of p's slots (any entry, for a one-edge path); an entry
+    (r, c) of D(j, p) when r is one of j's input slots or c one of p's (it multiplies their weights).
+    """
+    by_path: dict[Path, list] = {p: [] for p in paths}
+    for k, _, o, a in chains:
+        by_path[paths[k]].append((o, a))
+
+    def off(M, rows, cols, on, everything=False):
+        mask = np.full(M.shape, everything)
+        mask[sorted(rows), :] = True
+        mask[:, sorted(cols)] = True
         for ij in on:
             mask[ij] = False
         return float(np.linalg.norm(M[mask]))
@@ -717,17 +718,15 @@ def _residuals(graph, paths, S, D, yx, x, chains):
     res_yx = {}
     for p in paths:
         norm = np.linalg.norm(yx[p])
-        res_yx[p] = off(S[p], used_out[graph.target(p)], used_in[graph.source(p)], on_yx[p]) / norm if norm else 0.0
-    by_path: dict[Path, list] = {p: [] for p in paths}
-    for k, _, o, a in chains:
-        by_path[paths[k]].append((o, a))
+        slots = by_path[p]
+        res_yx[p] = off(S[p], {o for o, _ in slots}, {a for _, a in slots}, set(slots), len(p) == 1) / norm \
+            if norm else 0.0
     res_x = {}
     for (j, p), M in x.items():
-        # B_j D(j, p) only reads the rows of D where chains of j start
         on = {(a1, a2) for o1, a1 in by_path[j] for o2, a2 in by_path[p] if o1 == o2}
         norm = np.linalg.norm(M)
-        rows = {a for _, a in by_path[j]}
-        res_x[(j, p)] = off(D[(j, p)], rows, used_in[graph.source(p)], on) / norm if norm else 0.0
+        res_x[(j, p)] = off(D[(j, p)], {a for _, a in by_path[j]}, {a for _, a in by_path[p]}, on) / norm \
+            if norm else 0.0
     return res_yx, res_x
 
 

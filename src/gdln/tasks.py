@@ -74,6 +74,14 @@ def routing_task(
     return table.dataset(inputs, targets, labels).check(graph)
 
 
+def paper_loss_factor(mask: np.ndarray, n_features: int) -> float:
+    """kappa = 2 R / n_features: Saxe et al.'s routing loss (the sum over the R trained routes of the
+    per-route mean over items x features of the squared error, no 1/2) over the library loss (the
+    mean over examples of 1/2 the squared error). GD with lr on the paper's loss is GD with
+    kappa * lr on the library's, and theory time t = kappa * lr * epochs (units of tau)."""
+    return 2.0 * np.asarray(mask, dtype=bool).sum() / n_features
+
+
 def xor_task(graph: Graph) -> Dataset:
     """XoR (App. A.1): x in {+-1}^2, y = +1 when x1 != x2 else -1; pathway k gated on for example k.
 

@@ -219,6 +219,13 @@ class State(NamedTuple):
     bound: jax.Array
 
 
+def _singular_values(W: jax.Array) -> jax.Array:
+    """Singular values, decreasing, as square roots of the eigenvalues of the smaller Gram matrix:
+    several times faster than an SVD on CPU; absolute error ~ eps * max singular value."""
+    G = W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T
+    return jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(G)[::-1], 0.0, None))
+
+
 def _optimizer(opts: TrainOptions) -> optax.GradientTransformation:
     return optax.sgd(opts.lr, momentum=opts.momentum or None)
 
@@ -275,7 +282,7 @@ def _compiled(graph: Graph, opts: TrainOptions, eval_names: tuple[str, ...]):
         closs = context_loss(graph, opts, s.params, batch)
         rec = {"loss": batch.probability @ closs, "context_loss": closs}
         if opts.record_singular_values:
-            rec["sv"] = {e: jnp.linalg.svd(W, compute_uv=False) for e, W in s.params["W"].items()}
+            rec["sv"] = {e: _singular_values(W) for e, W in s.params["W"].items()}
         if opts.record_weights:
             rec["weights"] = s.params["W"]
         for name, eb in zip(eval_names, evals):
