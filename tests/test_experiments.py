@@ -98,3 +98,10 @@ def test_list_shows_every_experiment_with_its_run_time():
         e = experiments.get(name)
         assert name in result.output and e.runtime in result.output
         assert yaml.safe_load(yaml.safe_dump(e.quick)) == e.quick  # quick overrides are plain data
+
+
+def test_rerunning_gives_the_same_numbers(routing_run):
+    outcome, folder = experiments.reproduce("routing", quick=True, progress=False)
+    assert folder is None
+    again = json.loads(json.dumps(experiments.jsonable(outcome.summary)))
+    assert again == routing_run[2]["summary"]

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import ConfigError
-from ._base import Experiment, Outcome, flatten, load, write
+from ._base import Experiment, Outcome, flatten, jsonable, load, write
 
 #: Experiment names in the order of the papers' figures (``gdln reproduce all`` runs them all).
 NAMES = ("xor", "contextual", "routing", "race", "sharing-fraction", "init-scale")
@@ -34,4 +34,4 @@ def reproduce(name: str, out: str | Path | None = None, *, quick: bool = False, 
     return outcome, folder
 
 
-__all__ = ["Experiment", "NAMES", "Outcome", "flatten", "get", "load", "reproduce", "write"]
+__all__ = ["Experiment", "NAMES", "Outcome", "flatten", "get", "jsonable", "load", "reproduce", "write"]

@@ -61,13 +61,14 @@ class Experiment:
         return dataclasses.replace(self.settings(), **changes)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` as plain JSON data: numpy scalars and arrays to Python numbers and lists, NaN/inf to None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.integer, np.bool_)):
         return value.item()
     if isinstance(value, (float, np.floating)):
@@ -81,12 +82,12 @@ def write(folder: Path, experiment: Experiment, settings: Any, outcome: Outcome,
     """Write the run folder atomically: ``config.yaml`` (experiment, quick flag, resolved settings),
     ``provenance.json``, ``summary.json``, ``data/<panel>.nc`` and the figures (PNG + PDF)."""
     config = {"experiment": experiment.name, "figure": experiment.figure, "quick": quick,
-              "settings": _jsonable(dataclasses.asdict(settings))}
+              "settings": jsonable(dataclasses.asdict(settings))}
     seed = getattr(settings, "seed", 0)
     with staged_folder(folder, overwrite) as tmp:
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp / "provenance.json").write_text(json.dumps(provenance(seed, getattr(settings, "seeds", 1)), indent=2))
-        (tmp / "summary.json").write_text(json.dumps(_jsonable(outcome.summary), indent=2) + "\n")
+        (tmp / "summary.json").write_text(json.dumps(jsonable(outcome.summary), indent=2) + "\n")
         (tmp / "data").mkdir()
         for name, ds in outcome.panels.items():
             ds.to_netcdf(tmp / "data" / f"{name}.nc", engine="h5netcdf")
