@@ -17,7 +17,7 @@ from .data import Dataset
 from .errors import UnsupportedError
 from .gates import route_table
 from .graph import Graph
-from .model import Nonlinearity, Params, check_params, propagate
+from .model import Nonlinearity, Params, check_params, path_weight, propagate, seed_batched
 from .stats import ContextStats, context_stats, path_gate
 
 
@@ -30,7 +30,7 @@ def activities(graph: Graph, params: Params, data: Dataset, nodes, *,
         graph._check_node(v)
     data.check(graph)
     check_params(graph, params)
-    batched = next(iter(params["W"].values())).ndim == 3
+    batched = seed_batched(params)
     run = _compiled(graph, nodes, nonlinearity, slope, batched)
     out = run(params, *[{k: jnp.asarray(v) for k, v in d.items()} for d in (data.inputs, data.node_gates,
                                                                              data.edge_gates)])
@@ -210,9 +210,6 @@ def context_maps(graph: Graph, weights: dict, data: Dataset | ContextStats) -> n
     lead = next(iter(W.values())).shape[:-2]
     A = np.zeros((*lead, stats.num_contexts, stats.yx.shape[1], stats.xx.shape[1]))
     for p in graph.paths:
-        Wp = W[p[0]]
-        for e in p[1:]:
-            Wp = W[e] @ Wp
         g = path_gate(graph, stats, p)[:, None, None]
-        A[..., stats.outputs[graph.target(p)], stats.inputs[graph.source(p)]] += g * Wp[..., None, :, :]
+        A[..., stats.outputs[graph.target(p)], stats.inputs[graph.source(p)]] += g * path_weight(W, p)[..., None, :, :]
     return A

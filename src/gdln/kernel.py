@@ -50,7 +50,7 @@ import numpy as np
 from .data import Dataset
 from .errors import DivergenceError, UnsupportedError
 from .graph import Graph
-from .model import Params, check_params, propagate
+from .model import Params, check_params, propagate, seed_batched
 from .train import TrainOptions
 
 
@@ -79,7 +79,7 @@ def _compiled(graph: Graph):
 def _seeds(graph: Graph, params: Params) -> tuple[list[Params], bool]:
     """One network per seed, and whether ``params`` carried a seed axis."""
     check_params(graph, params)
-    batched = next(iter(params["W"].values())).ndim == 3
+    batched = seed_batched(params)
     if not batched:
         return [params], False
     n = next(iter(params["W"].values())).shape[0]

@@ -72,12 +72,26 @@ def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: fl
     return jax.vmap(lambda k: init_params(k, graph, scheme, scale, **kwargs))(keys)
 
 
+def seed_batched(params: Params) -> bool:
+    """Whether ``params`` carry a leading seed axis (weights (seeds, out, in))."""
+    return next(iter(params["W"].values())).ndim == 3
+
+
 def stack_params(*networks: Params) -> Params:
     """Networks, each one network or seed-batched, on one leading seed axis in the order given, e.g.
     ``stack_params(init_seeds(range(10), g), red.aligned_params(b0))``: ten random seeds and the
     decoupled run, trained together by one vmapped :func:`gdln.train`."""
-    batched = [n if next(iter(n["W"].values())).ndim == 3 else jax.tree.map(lambda a: a[None], n) for n in networks]
+    batched = [n if seed_batched(n) else jax.tree.map(lambda a: a[None], n) for n in networks]
     return jax.tree.map(lambda *a: jnp.concatenate(a), *batched)
+
+
+def path_weight(weights: Mapping, path) -> jax.Array:
+    """W_p = W_{e_D} ... W_{e_1}: the ordered product of the weights along ``path`` (edges from
+    input to output); any leading axes of the weights (seeds, records) are kept."""
+    Wp = weights[path[0]]
+    for e in path[1:]:
+        Wp = weights[e] @ Wp
+    return Wp
 
 
 def check_params(graph: Graph, params: Params) -> None:

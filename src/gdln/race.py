@@ -22,6 +22,7 @@ from .closed_form import chain_time, race_rate
 from .data import Dataset
 from .errors import ShapeError
 from .graph import Graph
+from .model import path_weight
 from .reduction import Reduction, paths_through_counts, reduce
 
 
@@ -84,9 +85,7 @@ def contributions(reduction: Reduction, weights: dict[str, np.ndarray]) -> np.nd
     graph = reduction.graph
     out = []
     for p in reduction.paths:
-        Wp = weights[p[0]]
-        for e in p[1:]:
-            Wp = weights[e] @ Wp
+        Wp = path_weight(weights, p)
         V = reduction.frames[graph.source(p)]
         Sx = V @ reduction.D[(p, p)] @ V.T
         out.append(np.sqrt(np.maximum(np.einsum("...ij,jk,...ik->...", Wp, Sx, Wp), 0.0)))

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from .errors import GdlnError
+from .model import stack_params
 from .train import TrainResult
 
 PACKAGES = ("gdln", "jax", "jaxlib", "numpy", "scipy", "optax", "xarray", "pandas", "pydantic")
@@ -98,8 +99,7 @@ def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainRes
         result.metrics().to_parquet(tmp / "metrics.parquet", index=False)
         ds = result.to_xarray()
         ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
-        params = result.params if next(iter(result.params["W"].values())).ndim == 3 else jax.tree.map(
-            lambda a: a[None], result.params)
+        params = stack_params(result.params)
         np.savez(tmp / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
     return Path(folder)
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .data import Dataset
 from .errors import DivergenceError, ShapeError, UnsupportedError
 from .graph import Graph
-from .model import Nonlinearity, Params, check_params, propagate
+from .model import Nonlinearity, Params, check_params, propagate, seed_batched
 from .stats import context_stats, effective_examples
 
 Method = Literal["auto", "data", "moment"]
@@ -405,7 +405,7 @@ def train(
     exceeds its bound, with the largest stable learning rate where it can be computed.
     """
     check_params(graph, params)
-    batched = next(iter(params["W"].values())).ndim == 3
+    batched = seed_batched(params)
     if not batched:
         params = jax.tree.map(lambda a: a[None], params)
     dtype = dtype or next(iter(params["W"].values())).dtype
