@@ -2,7 +2,7 @@
 
 import sys
 
-from . import moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop
+from . import moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop, sweep_scaling
 from .common import machine, table
 
 BENCHMARKS = {
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "scan_vs_loop": (scan_vs_loop, "jit + lax.scan vs per-step Python loops (routing, Fig. 4)"),
     "reduction_vs_full": (reduction_vs_full, "Reduced per-mode dynamics vs full-network GD, growing hidden width"),
     "routing_experiment": (routing_experiment, "gdln reproduce routing: wall time; vmapped vs one-at-a-time seeds"),
+    "sweep_scaling": (sweep_scaling, "Scaling: vmapped seeds, points batched by a sweep, Dask workers"),
 }
 
 

@@ -88,7 +88,12 @@ def test_cli_train_writes_a_reproducible_run_folder(tmp_path):
     result, _ = gdln.run(config.parse(yaml.safe_load(SMALL)), progress=False)
     np.testing.assert_array_equal(a["trajectories"]["loss"].values, result.loss)
     m = a["metrics"]
-    assert set(m["dataset"]) == {"train", "all_routes"} and len(m) == 2 * 4 * (1 + 6 + 1 + 9)
+    assert set(m["dataset"]) == {"train", "all_routes", "untrained_routes"}
+    assert len(m) == 2 * 4 * ((1 + 6) + (1 + 9) + (1 + 3))  # 6 trained routes, 9 in all, 3 untrained
+    # all routes = 6/9 trained + 3/9 untrained
+    final = m[(m["step"] == 60) & (m["context"] == "all")].pivot(index="seed", columns="dataset", values="loss")
+    np.testing.assert_allclose(final["all_routes"], (6 * final["train"] + 3 * final["untrained_routes"]) / 9,
+                               rtol=1e-12)
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary folder left behind
     # an existing folder is not overwritten silently
     third = runner.invoke(app, ["train", str(cfg_file), "--out", str(tmp_path / "a"), "-q"])
@@ -102,7 +107,7 @@ def test_cli_reports_config_errors(tmp_path):
     assert result.exit_code == 2
     assert "train.stepz: unknown key" in result.output and "train.steps: " in result.output
     missing = CliRunner().invoke(app, ["train", str(tmp_path / "nope.yaml")])
-    assert missing.exit_code == 2 and "cannot read config" in missing.output
+    assert missing.exit_code == 2 and "cannot read" in missing.output
 
 
 def test_cli_reports_divergence(tmp_path):
@@ -124,7 +129,12 @@ def test_cli_version_and_help():
 def test_example_configs_are_valid():
     from pathlib import Path
 
+    from gdln import sweep
+
     for f in (Path(__file__).parents[1] / "examples").glob("*.yaml"):
+        if "base" in config.read_mapping(f):  # a sweep file: every point is validated
+            assert len(sweep.load(f).points) > 1
+            continue
         cfg = config.load_yaml(f)
         json.dumps(config.to_dict(cfg))
         cfg.task.build(cfg.architecture.build(), cfg.seed)[0].check(cfg.architecture.build())

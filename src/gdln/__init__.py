@@ -8,7 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import analysis, closed_form, config, errors, kernel, store  # noqa: E402
+from . import analysis, closed_form, config, errors, kernel, store, sweep  # noqa: E402
 from .data import Dataset  # noqa: E402
 from .gates import GateTable, band, consecutive, explicit, halfspace, random_k_of_m, route_table  # noqa: E402
 from .graph import Edge, Graph, Path, chain, pathways, routing  # noqa: E402
@@ -20,8 +20,8 @@ from .tasks import (  # noqa: E402
 )
 from .race import RaceReport, race  # noqa: E402
 from .reduction import ReducedTrajectory, Reduction, reduce, time_to_epochs  # noqa: E402
-from .runner import run  # noqa: E402
-from .train import TrainOptions, TrainResult, sharpness, train  # noqa: E402
+from .runner import run, run_batch  # noqa: E402
+from .train import TrainOptions, TrainResult, sharpness, train, train_batch  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "GateTable", "Graph", "halfspace", "hierarchical_task", "init_params", "init_seeds", "kernel", "linearise",
     "Linearisation", "LinearisedTrajectory", "paper_loss_factor", "Path", "path_gate", "pathways", "race",
     "RaceReport", "random_k_of_m", "reduce", "ReducedTrajectory", "Reduction", "route_table", "routing",
-    "routing_task", "run", "sharpness", "sigma_x", "sigma_yx", "single_io", "stack_params", "store",
-    "tangent_kernel", "teacher_task", "time_to_epochs", "train", "TrainOptions", "TrainResult", "xor_task",
+    "routing_task", "run", "run_batch", "sharpness", "sigma_x", "sigma_yx", "single_io", "stack_params",
+    "store", "sweep", "tangent_kernel", "teacher_task", "time_to_epochs", "train", "train_batch",
+    "TrainOptions", "TrainResult", "xor_task",
 ]

@@ -16,18 +16,10 @@ app = typer.Typer(
 
 @app.callback()
 def _setup() -> None:
-    """Keep compiled XLA programs on disk between runs (``GDLN_CACHE_DIR``, default
-    ``~/.cache/gdln/jax``; set it to an empty string to disable): a repeated ``gdln reproduce``
-    skips most of its compile time."""
-    import os
+    """Keep compiled XLA programs on disk between runs (:func:`gdln.store.compile_cache`)."""
+    from .store import compile_cache
 
-    import jax
-
-    folder = os.environ.get("GDLN_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                                                     / "gdln" / "jax"))
-    if folder:
-        jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+    compile_cache()
 
 
 @app.command()
@@ -181,6 +173,114 @@ def reproduce_cmd(
         for key, value in flatten(outcome.summary):
             table.add_row(key, _fmt(value))
         console.print(table)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    spec: Path = typer.Argument(..., help="Sweep file: a base config plus grid/zip lists (see docs/sweeps.md)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Sweep folder [default: runs/sweeps/<name>]."),
+    workers: int | None = typer.Option(None, "--workers", "-w", min=1,
+                                       help="Local Dask worker processes [default: one per core]."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
+                                         "(e.g. tcp://host:8786); its workers must see the sweep folder."),
+    serial: bool = typer.Option(False, "--serial", help="Run every task in this process (debugging)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed points again."),
+    batch: int | None = typer.Option(None, "--batch", min=1, help="Most points trained together in one vmapped task."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run a sweep: every point without a finished folder; re-running resumes (see `gdln collect`)."""
+    from . import sweep as sw
+    from .errors import GdlnError
+
+    if sum([serial, scheduler is not None, workers is not None]) > 1:
+        typer.echo("error: choose one of --serial, --scheduler and --workers", err=True)
+        raise typer.Exit(2)
+    try:
+        plan = sw.load(spec)  # every point validated before any work starts
+        if batch is not None:
+            plan = sw.parse({**plan.spec.model_dump(mode="json"), "batch": batch})
+        root = out or Path("runs") / "sweeps" / plan.spec.name
+        report = sw.run_sweep(plan, root, workers=workers, scheduler=scheduler, serial=serial,
+                              retry_failed=retry_failed, progress=False if quiet else None)
+    except GdlnError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished points are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    c = report.counts
+    typer.echo(f"{plan.spec.name}: {len(plan.points)} points in {len(plan.tasks())} tasks; ran {report.ran}, "
+               f"{report.skipped} already finished or failed; done {c['done']}, failed {c['failed']}, "
+               f"pending {c['pending']} ({report.seconds:.1f} s)")
+    typer.echo(f"sweep folder: {root}  (index: {root / sw.INDEX})")
+    if c["failed"]:
+        typer.echo(f"{c['failed']} point(s) failed; errors in {root / 'failed'}; retry with --retry-failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("collect")
+def collect_cmd(
+    folder: Path = typer.Argument(..., help="Sweep folder."),
+) -> None:
+    """Gather a sweep's finished points into results.parquet (tidy) and results.nc (labelled arrays)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .errors import GdlnError
+    from .sweep import collect
+
+    try:
+        table, ds = collect(folder)
+    except GdlnError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fields = [c for c in table if c not in ("point", "seed", "seconds") and "loss" not in c]
+    losses = [c for c in table if "loss" in c]
+    means = table.groupby(fields or ["point"], sort=False)[losses].mean().reset_index() if fields else table
+    view = Table(title=f"{ds.attrs['sweep']}: {ds.attrs['finished']} of {ds.attrs['points']} points finished; "
+                       f"final losses, mean over seeds")
+    for col in means.columns:
+        view.add_column(col, justify="right")
+    for _, row in means.iterrows():
+        view.add_row(*[_fmt(v) for v in row])
+    Console().print(view)
+    typer.echo(f"wrote {folder / 'results.parquet'} and {folder / 'results.nc'}")
+
+
+@app.command("plot")
+def plot_cmd(
+    folder: Path = typer.Argument(..., help="Sweep folder."),
+    metric: str = typer.Option("loss", "--metric", "-m", help="A final loss column of `gdln collect`'s table."),
+    x: str = typer.Option(..., "--x", help="Swept field on the x axis (e.g. task.table.k)."),
+    hue: str | None = typer.Option(None, "--hue", help="Second swept field: one line per value."),
+    select: list[str] = typer.Option([], "--select", help="FIELD=VALUE: keep one value of another swept field."),
+    logx: bool = typer.Option(False, "--logx"),
+    logy: bool = typer.Option(False, "--logy"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Figure path [default: SWEEP/<metric>-vs-<x>.png]."),
+) -> None:
+    """Draw a metric against one or two swept fields, mean ± s.e.m. over seeds (PNG + PDF)."""
+    import yaml
+
+    from .errors import ConfigError, GdlnError
+    from .plot import sweep_figure
+    from .sweep import collect
+
+    try:
+        table, _ = collect(folder)
+        for item in select:
+            field, sep, value = item.partition("=")
+            if not sep or field not in table:
+                raise ConfigError(f"--select {item!r}: expected FIELD=VALUE with a swept FIELD")
+            table = table[table[field] == yaml.safe_load(value)]
+            if table.empty:
+                raise ConfigError(f"--select {item!r}: no finished point has {field} = {value}")
+        path = out or folder / f"{metric}-vs-{x}{'-by-' + hue if hue else ''}.png"
+        files = sweep_figure(table, metric, x, path, hue=hue, logx=logx, logy=logy,
+                             title=folder.resolve().name)
+    except GdlnError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo("wrote " + ", ".join(map(str, files)))
 
 
 def _fmt(value) -> str:

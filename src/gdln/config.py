@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import gates, graph as graphs, tasks
 from .data import Dataset
-from .errors import ConfigError
+from .errors import ConfigError, GdlnError
 from .graph import Graph
 from .train import TrainOptions
 
@@ -138,7 +138,8 @@ class RoutingTaskConfig(_Strict):
 
     ``base``: ``hierarchical`` (Fig. 4: 4 items, 7 features) or ``teacher`` (``items`` Gaussian
     inputs and a random linear teacher, seeded by the run seed). ``evaluate_all_routes`` records
-    the loss on all M^2 routes, trained or not.
+    the loss on all M^2 routes (``all_routes``) and on the untrained ones alone (``untrained_routes``,
+    the zero-shot loss), noiseless.
     """
 
     kind: Literal["routing"]
@@ -155,9 +156,14 @@ class RoutingTaskConfig(_Strict):
         else:
             X, Y = tasks.teacher_task(seed, graph.sizes[graph.inputs[0]], graph.sizes[graph.outputs[0]], self.items)
         M = len(graph.inputs)
-        data = tasks.routing_task(graph, X, Y, self.table.mask(M), repeats=self.repeats, noise=self.noise, seed=seed)
+        mask = self.table.mask(M)
+        data = tasks.routing_task(graph, X, Y, mask, repeats=self.repeats, noise=self.noise, seed=seed)
+        if not self.evaluate_all_routes:
+            return data, {}
         evals = {"all_routes": tasks.routing_task(graph, X, Y, np.ones((M, len(graph.outputs)), bool))}
-        return data, evals if self.evaluate_all_routes else {}
+        if not mask.all():
+            evals["untrained_routes"] = tasks.routing_task(graph, X, Y, ~mask)
+        return data, evals
 
 
 class XorTaskConfig(_Strict):
@@ -218,29 +224,49 @@ class RunConfig(_Strict):
 _UNIONS = ("architecture", "task", "table")
 
 
+def field_errors(exc: pydantic.ValidationError) -> list[str]:
+    """One ``dotted.field: problem`` line per error of a pydantic validation."""
+    lines = []
+    for err in exc.errors():
+        # Drop the union tag pydantic inserts after a discriminated field (architecture.routing.x).
+        loc = ".".join(str(p) for i, p in enumerate(err["loc"]) if i == 0 or err["loc"][i - 1] not in _UNIONS)
+        what = "unknown key" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
+        lines.append(f"{loc or '<root>'}: {what}")
+    return lines
+
+
 def parse(mapping: dict) -> RunConfig:
     """Validate a mapping; :class:`ConfigError` lists every bad field by its dotted path."""
     try:
-        return RunConfig.model_validate(mapping)
+        cfg = RunConfig.model_validate(mapping)
     except pydantic.ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            # Drop the union tag pydantic inserts after a discriminated field (architecture.routing.x).
-            loc = ".".join(str(p) for i, p in enumerate(err["loc"]) if i == 0 or err["loc"][i - 1] not in _UNIONS)
-            what = "unknown key" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
-            lines.append(f"{loc or '<root>'}: {what}")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("invalid config:\n  " + "\n  ".join(field_errors(exc))) from None
+    # What needs the graph: a malformed architecture, a route table that does not fit it.
+    field = "architecture"
+    try:
+        graph = cfg.architecture.build()
+        if isinstance(cfg.task, RoutingTaskConfig):
+            field = "task.table"
+            cfg.task.table.mask(len(graph.inputs))
+    except GdlnError as exc:
+        raise ConfigError(f"invalid config:\n  {field}: {exc}") from None
+    return cfg
+
+
+def read_mapping(path: str | FilePath) -> dict:
+    """A YAML file that must hold a mapping; :class:`ConfigError` if unreadable or not a mapping."""
+    try:
+        mapping = yaml.safe_load(FilePath(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{path} must be a YAML mapping, got {type(mapping).__name__}")
+    return mapping
 
 
 def load_yaml(path: str | FilePath) -> RunConfig:
     """Read and validate a YAML config file."""
-    try:
-        mapping = yaml.safe_load(FilePath(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"config {path} must be a YAML mapping, got {type(mapping).__name__}")
-    return parse(mapping)
+    return parse(read_mapping(path))
 
 
 def to_dict(cfg: RunConfig) -> dict:

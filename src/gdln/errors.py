@@ -63,5 +63,9 @@ class DivergenceError(GdlnError, ArithmeticError):
     """Training diverged: the loss became non-finite or grew past its bound."""
 
 
+class RunExistsError(GdlnError, FileExistsError):
+    """A run or point folder already exists (and may not be overwritten)."""
+
+
 class ConfigError(GdlnError, ValueError):
     """A config file or mapping with unknown keys, missing fields or invalid values."""

@@ -61,3 +61,27 @@ def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0,
         bx.set_ylabel("race rate r")
         bx.set_title("race rates")
         return save(fig, path)
+
+
+def sweep_figure(table, metric: str, x: str, path: str | Path, *, hue: str | None = None, logx: bool = False,
+                 logy: bool = False, title: str | None = None) -> list[Path]:
+    """``metric`` against the swept field ``x`` (one line per value of ``hue``): the mean over seeds
+    with error bars of one standard error (:func:`gdln.sweep.summarise`)."""
+    from .sweep import summarise
+
+    stats = summarise(table, metric, [f for f in (hue, x) if f])
+    with style() as plt:
+        fig, ax = plt.subplots(figsize=(4.2, 3.0))
+        for k, (level, part) in enumerate(stats.groupby(hue, sort=True) if hue else [(None, stats)]):
+            ax.errorbar(part[x], part["mean"], yerr=part["sem"], marker="o", ms=3, capsize=2, color=f"C{k % 10}",
+                        label=None if hue is None else f"{hue} = {level}")
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.set_xscale("log" if logx else "linear")
+        ax.set_yscale("log" if logy else "linear")
+        if hue:
+            ax.legend(loc="best")
+        n = int(stats["n"].max())
+        spread = f"mean ± s.e.m. over {n} seeds" if n > 1 else "one run per point"
+        ax.set_title(f"{title}: {spread}" if title else spread)
+        return save(fig, path)

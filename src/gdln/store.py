@@ -23,12 +23,13 @@ import platform
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from .errors import GdlnError
+from .errors import RunExistsError
 from .model import stack_params
 from .train import TrainResult
 
@@ -73,22 +74,42 @@ def provenance(seed: int, seeds: int) -> dict:
 
 @contextlib.contextmanager
 def staged_folder(folder: str | Path, overwrite: bool = False):
-    """Yield a temporary folder that replaces ``folder`` only once the block succeeds (atomic rename)."""
+    """Yield a temporary folder that replaces ``folder`` only once the block succeeds (atomic rename).
+
+    The temporary name is unique to this process and call, so concurrent writers never share one;
+    without ``overwrite``, :class:`~gdln.errors.RunExistsError` is raised if ``folder`` exists
+    before the block or appears during it (another writer finished first; ours is discarded).
+    """
     folder = Path(folder)
     if folder.exists() and not overwrite:
-        raise GdlnError(f"run folder {folder} exists; choose another --out or overwrite it")
+        raise RunExistsError(f"run folder {folder} exists; choose another --out or overwrite it")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+        if overwrite and folder.exists():
+            shutil.rmtree(folder)
+        try:
+            tmp.rename(folder)  # atomic; fails if another writer created a non-empty folder meanwhile
+        except OSError as exc:
+            if not folder.exists():
+                raise
+            raise RunExistsError(f"run folder {folder} was written by another process meanwhile") from exc
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+
+
+def compile_cache(folder: str | None = None) -> None:
+    """Keep compiled XLA programs on disk between processes: ``folder``, else ``GDLN_CACHE_DIR``,
+    else ``~/.cache/gdln/jax``; an empty ``GDLN_CACHE_DIR`` disables it. A repeated run (or a
+    sweep worker meeting a shape it compiled before) skips most of its compile time."""
+    if folder is None:
+        default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gdln" / "jax"
+        folder = os.environ.get("GDLN_CACHE_DIR", str(default))
+    if folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
 
 
 def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainResult, overwrite: bool = False) -> Path:

@@ -21,9 +21,10 @@ and whose gradient is identical.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -217,6 +218,7 @@ class State(NamedTuple):
     best_loss: jax.Array
     best_step: jax.Array
     bound: jax.Array
+    lr: jax.Array
 
 
 def _singular_values(W: jax.Array) -> jax.Array:
@@ -224,10 +226,6 @@ def _singular_values(W: jax.Array) -> jax.Array:
     several times faster than an SVD on CPU; absolute error ~ eps * max singular value."""
     G = W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T
     return jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(G)[::-1], 0.0, None))
-
-
-def _optimizer(opts: TrainOptions) -> optax.GradientTransformation:
-    return optax.sgd(opts.lr, momentum=opts.momentum or None)
 
 
 def _rows(b: Batch, idx: jax.Array) -> Batch:
@@ -241,17 +239,22 @@ def _rows(b: Batch, idx: jax.Array) -> Batch:
 
 @functools.lru_cache(maxsize=64)
 def _compiled(graph: Graph, opts: TrainOptions, eval_names: tuple[str, ...]):
-    """Jitted (init_state, run_chunk), vmapped over seeds, for one graph and option set."""
-    opt = _optimizer(opts)
+    """Jitted (init_state, run_chunk), vmapped over seeds, for one graph and option set.
+
+    The learning rate is a per-seed value in the state, not part of the compiled program: runs that
+    differ only in lr share one compilation and one vmapped loop. Heavy-ball SGD is linear in lr, so
+    the step is lr times the update of unit-lr SGD.
+    """
+    opt = optax.sgd(1.0, momentum=opts.momentum or None)
     loss_fn = functools.partial(total_loss, graph, opts)
     B = opts.batch_size
 
-    def init_state(params, key, batch):
+    def init_state(params, key, lr, batch):
         loss0 = loss_fn(params, batch)
         bound = opts.divergence_factor * jnp.maximum(loss0, _null_loss(graph, opts, batch))
         P = batch.weight.shape[0]
         return State(params, opt.init(params), jnp.zeros((), int), key, jnp.arange(P), jnp.array(-1),
-                     jnp.array(jnp.inf, loss0.dtype), jnp.zeros((), int), bound)
+                     jnp.array(jnp.inf, loss0.dtype), jnp.zeros((), int), bound, lr.astype(loss0.dtype))
 
     def one_step(s: State, batch: Batch) -> State:
         b, perm = batch, s.perm
@@ -266,6 +269,7 @@ def _compiled(graph: Graph, opts: TrainOptions, eval_names: tuple[str, ...]):
             b = _rows(batch, jax.lax.dynamic_slice(perm, (pos * B,), (B,)))
         loss, grad = jax.value_and_grad(loss_fn)(s.params, b)
         updates, opt_state = opt.update(grad, s.opt_state, s.params)
+        updates = jax.tree.map(lambda u: s.lr * u, updates)
         bad = ~jnp.isfinite(loss) | (loss > s.bound)
         better = loss < s.best_loss
         return s._replace(
@@ -302,7 +306,7 @@ def _compiled(graph: Graph, opts: TrainOptions, eval_names: tuple[str, ...]):
         return jax.lax.scan(interval, s, counts)
 
     return (
-        jax.jit(jax.vmap(init_state, in_axes=(0, 0, None))),
+        jax.jit(jax.vmap(init_state, in_axes=(0, 0, 0, None))),
         jax.jit(jax.vmap(run_chunk, in_axes=(0, None, None, None))),
     )
 
@@ -404,66 +408,99 @@ def train(
     Raises :class:`~gdln.errors.DivergenceError` if the loss of any seed becomes non-finite or
     exceeds its bound, with the largest stable learning rate where it can be computed.
     """
-    check_params(graph, params)
-    batched = seed_batched(params)
-    if not batched:
-        params = jax.tree.map(lambda a: a[None], params)
-    dtype = dtype or next(iter(params["W"].values())).dtype
-    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
-    n_seeds = next(iter(params["W"].values())).shape[0]
-    method = options.resolve_method()
-    affine = "b" in params
+    return train_batch(graph, data, [params], options, key=key, evaluate=evaluate, dtype=dtype, progress=progress)[0]
+
+
+def train_batch(
+    graph: Graph,
+    data: Dataset,
+    params: Sequence[Params],
+    options: TrainOptions | Sequence[TrainOptions],
+    *,
+    key: jax.Array | int = 0,
+    evaluate: Mapping[str, Dataset] | None = None,
+    dtype=None,
+    progress: bool | None = None,
+) -> list[TrainResult]:
+    """Several runs on the same data in one compiled, vmapped loop; one :class:`TrainResult` each.
+
+    ``params[i]`` is one network or a seed-batched stack (different initial scales or schemes are
+    fine: only shapes must agree); ``options[i]`` may differ from the others only in ``lr``. The
+    results equal separate :func:`train` calls (same minibatch keys: seed s of every run uses
+    ``fold_in(key, s)``) up to floating-point reassociation. A sweep batches its points this way.
+    """
+    options = [options] * len(params) if isinstance(options, TrainOptions) else list(options)
+    if len(options) != len(params) or not params:
+        raise UnsupportedError(f"train_batch needs one TrainOptions per run: {len(params)} runs, "
+                               f"{len(options)} options")
+    shared = dataclasses.replace(options[0], lr=1.0)
+    for i, o in enumerate(options):
+        if dataclasses.replace(o, lr=1.0) != shared:
+            raise UnsupportedError(f"train_batch: options of run {i} differ from run 0 in more than lr")
+    for p in params:
+        check_params(graph, p)
+    batched = [seed_batched(p) for p in params]
+    params = [p if b else jax.tree.map(lambda a: a[None], p) for p, b in zip(params, batched)]
+    dtype = dtype or next(iter(params[0]["W"].values())).dtype
+    sizes = [next(iter(p["W"].values())).shape[0] for p in params]
+    stacked = jax.tree.map(lambda *a: jnp.concatenate([jnp.asarray(x, dtype) for x in a]), *params)
+    method = shared.resolve_method()
+    affine = "b" in stacked
     if method == "moment":
         batch, names = moment_batch(graph, data, affine, dtype)
     else:
         batch, names = data_batch(graph, data, dtype)
     P = data.num_examples
-    if options.batch_size is not None and options.batch_size > P:
-        raise ShapeError(f"batch_size {options.batch_size} exceeds the number of examples {P}")
+    if shared.batch_size is not None and shared.batch_size > P:
+        raise ShapeError(f"batch_size {shared.batch_size} exceeds the number of examples {P}")
     evaluate = dict(evaluate or {})
     evals = tuple(data_batch(graph, d, dtype) for d in evaluate.values())
-    init_state, run_chunk = _compiled(graph, options, tuple(evaluate))
+    init_state, run_chunk = _compiled(graph, shared, tuple(evaluate))
     key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
-    keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_seeds))
-    state0 = init_state(params, keys, batch)
+    keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(np.concatenate([np.arange(n) for n in sizes])))
+    lrs = jnp.asarray(np.repeat([o.lr for o in options], sizes), dtype)
+    state0 = init_state(stacked, keys, lrs, batch)
 
-    schedule = options.schedule()
+    schedule = shared.schedule()
     counts = np.diff(schedule, prepend=0)
     chunk = max(1, math.ceil(len(counts) / 20))
     padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, int)]).reshape(-1, chunk)
     records, state = [], state0
-    with tqdm(total=options.steps, delay=2.0, disable=None if progress is None else not progress, unit="step", leave=False) as bar:
+    with tqdm(total=shared.steps, delay=2.0, disable=None if progress is None else not progress, unit="step",
+              leave=False) as bar:
         for c in padded:
             state, rec = run_chunk(state, jnp.asarray(c), batch, tuple(b for b, _ in evals))
             records.append(jax.device_get(rec))
             bar.update(int(c.sum()))
             if bool(jnp.all(state.diverged >= 0)):
                 break
-    diverged = np.asarray(state.diverged)
-    if (diverged >= 0).any():
-        raise _divergence_error(graph, options, batch, state0, state, run_chunk, evals, chunk)
+    if (np.asarray(state.diverged) >= 0).any():
+        raise _divergence_error(graph, shared, batch, state0, state, run_chunk, evals, chunk, sizes)
     rec = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(schedule)], *records)
 
-    per_epoch = P // options.batch_size if options.batch_size else 1
-    final = state.params if batched else jax.tree.map(lambda a: a[0], state.params)
-    return TrainResult(
-        graph=graph,
-        options=options,
-        method=method,
-        params=final,
-        step=schedule,
-        epoch=schedule / per_epoch,
-        time=options.lr * schedule / (1 - options.momentum),
-        loss=rec["loss"],
-        context_loss=rec["context_loss"],
-        context_names=names,
-        singular_values=rec.get("sv", {}),
-        weights=rec.get("weights"),
-        evaluations={
-            name: (rec[f"eval:{name}"][0], rec[f"eval:{name}"][1], names_e)
-            for name, (_, names_e) in zip(evaluate, evals)
-        },
-    )
+    per_epoch = P // shared.batch_size if shared.batch_size else 1
+    results, bounds = [], np.cumsum([0, *sizes])
+    for o, b, lo, hi in zip(options, batched, bounds[:-1], bounds[1:]):
+        r = jax.tree.map(lambda a: a[lo:hi], rec)  # noqa: B023
+        results.append(TrainResult(
+            graph=graph,
+            options=o,
+            method=method,
+            params=jax.tree.map(lambda a: a[lo:hi] if b else a[lo], state.params),  # noqa: B023
+            step=schedule,
+            epoch=schedule / per_epoch,
+            time=o.lr * schedule / (1 - o.momentum),
+            loss=r["loss"],
+            context_loss=r["context_loss"],
+            context_names=names,
+            singular_values=r.get("sv", {}),
+            weights=r.get("weights"),
+            evaluations={
+                name: (r[f"eval:{name}"][0], r[f"eval:{name}"][1], names_e)
+                for name, (_, names_e) in zip(evaluate, evals)
+            },
+        ))
+    return results
 
 
 def sharpness(loss_fn, params: Params, iters: int = 200, seed: int = 0) -> float:
@@ -483,18 +520,23 @@ def sharpness(loss_fn, params: Params, iters: int = 200, seed: int = 0) -> float
     return abs(lam_new)
 
 
-def _divergence_error(graph, opts, batch, state0, state, run_chunk, evals, chunk) -> DivergenceError:
+def _divergence_error(graph, opts, batch, state0, state, run_chunk, evals, chunk, sizes) -> DivergenceError:
     diverged = np.asarray(state.diverged)
-    seeds = np.flatnonzero(diverged >= 0)
-    s = int(seeds[0])
+    bad = np.flatnonzero(diverged >= 0)
+    s = int(bad[0])
+    offsets = np.cumsum([0, *sizes])
+    run = int(np.searchsorted(offsets[1:], s, side="right"))
+    seeds = [int(i - offsets[run]) for i in bad if i < offsets[run + 1]]
+    lr = float(np.asarray(state.lr)[s])
     best = int(np.asarray(state.best_step)[s])
     # Re-run deterministically to the lowest-loss point of that seed and measure the curvature there.
     counts = jnp.asarray(np.concatenate([[best], np.zeros(chunk - 1, int)]))
     at_best, _ = run_chunk(state0, counts, batch, tuple(b for b, _ in evals))
     params = jax.tree.map(lambda a: a[s], at_best.params)
+    where = f"run {run}: " if len(sizes) > 1 else ""
     msg = (
-        f"training diverged: seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; seed {s} at step "
-        f"{int(diverged[s])} (loss non-finite or above {float(state.bound[s]):.3g}) with lr = {opts.lr:g}."
+        f"training diverged: {where}seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; seed {seeds[0]} "
+        f"at step {int(diverged[s])} (loss non-finite or above {float(state.bound[s]):.3g}) with lr = {lr:g}."
     )
     lam = sharpness(lambda p: total_loss(graph, opts, p, batch), params)
     limit = 2 * (1 + opts.momentum) / lam
