@@ -9,9 +9,11 @@ pinned against 24.4 s unpinned (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 from distributed import LocalCluster, WorkerPlugin
@@ -53,9 +55,24 @@ def local_cluster(workers: int | None) -> LocalCluster:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     n = workers or len(cores) or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=40,
+                           dashboard_address=None, silence_logs=50,  # failures reach us as outcomes
                            # no dashboard; its HTTP server still needs a port: any free one, loopback only
                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     with Client(cluster) as client:
         client.register_plugin(LocalWorker(n, cores), name="gdln-local-worker")
     return cluster
+
+
+@contextlib.contextmanager
+def sigint_flag() -> Iterator[threading.Event]:
+    """While active, Ctrl-C (SIGINT) sets the yielded event instead of raising KeyboardInterrupt
+    (main thread only; elsewhere the event is never set and SIGINT behaves as usual)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -459,28 +459,37 @@ def run_sweep(
 
 def _run_dask(tasks: list[list[Point]], root: Path, workers: int | None, scheduler: str | None,
               record: Callable[[dict], None]) -> None:
-    from distributed import Client, as_completed
+    from distributed import Client, wait
 
-    from ._dask import local_cluster
+    from ._dask import local_cluster, sigint_flag
 
     with contextlib.ExitStack() as stack:
+        # Ctrl-C only sets a flag: an exception raised inside Dask's client would leave it half-closed.
+        interrupted = stack.enter_context(sigint_flag())
         if scheduler is None:
             scheduler = stack.enter_context(local_cluster(workers)).scheduler_address
         client = stack.enter_context(Client(scheduler))
         futures = {client.submit(run_task, task, str(root.resolve()), pure=False,
                                  key=f"gdln-{task[0].id}-{len(task)}-{os.getpid()}"): task for task in tasks}
+        pending = set(futures)
         try:
-            for future in as_completed(futures):
+            while pending and not interrupted.is_set():
                 try:
-                    outcomes = future.result()
-                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's workers kept dying
-                    outcomes = [{"id": p.id, "status": "done" if (root / "points" / p.id).is_dir() else "failed",
-                                 "seconds": 0.0, "error": _describe(exc), "traceback": ""} for p in futures[future]]
-                for outcome in outcomes:
-                    record(outcome)
-        except BaseException:
-            client.cancel(list(futures))
-            raise
+                    done, pending = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    continue
+                for future in done:
+                    try:
+                        outcomes = future.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker: the task's workers kept dying
+                        outcomes = [{"id": p.id, "status": "done" if (root / "points" / p.id).is_dir() else "failed",
+                                     "seconds": 0.0, "error": _describe(exc), "traceback": ""} for p in futures[future]]
+                    for outcome in outcomes:
+                        record(outcome)
+        finally:
+            client.cancel(list(pending))
+    if interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 # ------------------------------------------------------------------------- results
