@@ -238,10 +238,18 @@ def run_task(points: Sequence[Point], root: str | Path) -> list[dict]:
     "seconds", "error", "traceback"}``; it raises only if the process itself dies. A failing batch is
     retried one point at a time, so a diverging point fails alone.
     """
+    import dask
+
     from .store import compile_cache
 
     compile_cache()
-    folder = Path(root) / "points"
+    # xarray asks dask for a scheduler when it writes NetCDF; on a Dask worker that would open a
+    # client back to the scheduler for every point. Our arrays are in memory: no scheduler needed.
+    with dask.config.set(scheduler="synchronous"):
+        return _run_task(points, Path(root) / "points")
+
+
+def _run_task(points: Sequence[Point], folder: Path) -> list[dict]:
     done = {p.id for p in points if (folder / p.id).exists()}
     todo = [p for p in points if p.id not in done]
     outcomes = [{"id": pid, "status": "skipped", "seconds": 0.0} for pid in done]
