@@ -8,7 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import analysis, closed_form, config, errors, kernel, store, sweep  # noqa: E402
+from . import analysis, closed_form, config, errors, ggdln, kernel, store, sweep  # noqa: E402
 from .data import Dataset  # noqa: E402
 from .gates import GateTable, band, consecutive, explicit, halfspace, random_k_of_m, route_table  # noqa: E402
 from .graph import Edge, Graph, Path, chain, pathways, routing  # noqa: E402
@@ -28,9 +28,9 @@ __version__ = "0.1.0"
 __all__ = [
     "activation_pattern", "analysis", "band", "chain", "closed_form", "config", "consecutive", "context_stats",
     "ContextStats", "contextual_task", "Dataset", "Edge", "effective_examples", "errors", "explicit", "forward",
-    "GateTable", "Graph", "halfspace", "hierarchical_task", "init_params", "init_seeds", "kernel", "linearise",
-    "Linearisation", "LinearisedTrajectory", "paper_loss_factor", "Path", "path_gate", "pathways", "race",
-    "RaceReport", "random_k_of_m", "reduce", "ReducedTrajectory", "Reduction", "route_table", "routing",
+    "ggdln", "GateTable", "Graph", "halfspace", "hierarchical_task", "init_params", "init_seeds", "kernel",
+    "linearise", "Linearisation", "LinearisedTrajectory", "paper_loss_factor", "Path", "path_gate", "pathways",
+    "race", "RaceReport", "random_k_of_m", "reduce", "ReducedTrajectory", "Reduction", "route_table", "routing",
     "routing_task", "run", "run_batch", "sharpness", "sigma_x", "sigma_yx", "single_io", "stack_params",
     "store", "sweep", "tangent_kernel", "teacher_task", "time_to_epochs", "train", "train_batch",
     "TrainOptions", "TrainResult", "xor_task",

@@ -1,0 +1,185 @@
+"""Kernel renormalisation theory of globally gated deep linear networks (finite width, P, N -> inf
+at alpha = P / N fixed). Spec: ../shared/spec/ggdln-theory.md, "GGDLN kernel shape renormalisation".
+
+For hidden layer l an *upper gate path* pi = (m_{l+1}, ..., m_{L+1}) has the gate
+g_pi(x) = prod_{k>l} g^k_{m_k}(x); there are Pi_l = prod_{k>l} M_k of them. Integrating out the
+weights couples the paths of layer l through a Pi_l x Pi_l positive-definite order parameter V_l:
+
+    K_R(x, x') = sigma^{2(L+1)} K0(x, x') G^1(x, x') (1/Pi_1) sum_{pi, pi'} (U_1)_{pi pi'} g_pi(x) g_pi'(x')
+    U_L = V_L,   U_l = R_{l+1} V_l R_{l+1}^T,   R_{l+1} R_{l+1}^T = U_{l+1} (x) I_{M_{l+1}}
+    F(V) = 1/2 Y^T A^-1 Y + 1/2 ln det A - sum_l (N_l / 2) (ln det V_l - Tr V_l + Pi_l),   A = K_R + T I
+
+The minimum of F over positive-definite V_l does not depend on which factor R is used (another
+factor rotates V_l, leaving ln det V_l and Tr V_l unchanged); the spec's symmetric square root is
+one choice, and the Cholesky factor, used here, is smooth where eigenvalues repeat (at V = I). V_l
+is reported in the symmetric convention. F is minimised over Cholesky factors of the V_l (log
+diagonal) by L-BFGS with autodiff gradients; each evaluation costs one P x P Cholesky
+factorisation (and its reverse pass). Saddle-point residuals |dF/dV_l| and the sum rule
+N_l Tr(I - V_l) = Tr(K_R S), S = A^-1 - A^-1 Y Y^T A^-1, are checked at the solution.
+
+The GP limit is V_l = I; a deep linear network (all M_l = 1) gives BPKR, K_R = sigma^{2(L+1)}
+(prod_l u_l) K0 with u_l = V_l scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+from ..errors import GdlnError
+from .model import GGDLN
+
+
+def _path_gates(net: GGDLN, X) -> list[jax.Array]:
+    """Gamma_l (P, Pi_l) for l = 1..L: the upper-path gates g_pi(x), the next layer's index fastest."""
+    G = net.gate_values(X)
+    gamma = [G[-1]]
+    for g in reversed(G[1:-1]):
+        gamma.insert(0, (gamma[0][:, :, None] * g[:, None, :]).reshape(g.shape[0], -1))
+    return gamma
+
+
+def _base(net: GGDLN, X1, X2, sigma2: float) -> jax.Array:
+    """sigma^{2(L+1)} K0 o G^1 between two sets of inputs."""
+    g1 = net.gates[0]
+    return sigma2 ** (net.depth + 1) * (X1 @ X2.T / net.N0) * (g1(X1) @ g1(X2).T / g1.count)
+
+
+def _us(net: GGDLN, V: list[jax.Array]) -> list[jax.Array]:
+    """[U_1, ..., U_L] from the V_l, with Cholesky factors R_{l+1} = chol(U_{l+1}) (x) I."""
+    U = [V[-1]]
+    for layer in range(net.depth - 2, -1, -1):
+        R = jnp.kron(jnp.linalg.cholesky(U[0]), jnp.eye(net.gates[layer + 1].count, dtype=U[0].dtype))
+        U.insert(0, R @ V[layer] @ R.T)
+    return U
+
+
+def _kernel(base, gamma1, U1):
+    return base * (gamma1 @ U1 @ gamma1.T) / U1.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Renormalisation:
+    """The solved theory for one network, training set and (T, sigma^2).
+
+    ``V``: order parameters V_l (Pi_l x Pi_l, symmetric convention), ``U1``; ``kernel``: K_R on the
+    training inputs; ``free_energy``; ``residual``: the largest |dF/dV_l| entry at the solution;
+    ``sum_rule``: (N_l Tr(I - V_l), Tr(K_R S)) per layer; ``evaluations``: F evaluations (one P x P
+    Cholesky factorisation each)."""
+
+    net: GGDLN
+    X: np.ndarray
+    Y: np.ndarray
+    T: float
+    sigma2: float
+    V: list[np.ndarray]
+    U1: np.ndarray
+    kernel: np.ndarray
+    free_energy: float
+    residual: float
+    sum_rule: list[tuple[float, float]]
+    evaluations: int
+
+    def test_kernel(self, Xt) -> tuple[jax.Array, jax.Array]:
+        """K_R between training and test inputs (P, Q) and at the test inputs (Q,)."""
+        Xt = jnp.asarray(Xt)
+        U1 = jnp.asarray(self.U1)
+        g_train, g_test = _path_gates(self.net, jnp.asarray(self.X))[0], _path_gates(self.net, Xt)[0]
+        k = _base(self.net, jnp.asarray(self.X), Xt, self.sigma2) * (g_train @ U1 @ g_test.T) / U1.shape[0]
+        kdiag = jnp.diag(_base(self.net, Xt, Xt, self.sigma2)) * jnp.einsum("qa,ab,qb->q", g_test, U1, g_test) \
+            / U1.shape[0]
+        return k, kdiag
+
+    def predict(self, Xt) -> tuple[np.ndarray, np.ndarray]:
+        """Predictor mean k_R^T A^-1 Y and variance K_R(x, x) - k_R^T A^-1 k_R at test inputs."""
+        from .model import gp_predict
+
+        k, kdiag = self.test_kernel(Xt)
+        mean, var = gp_predict(jnp.asarray(self.kernel), k, kdiag, self.Y, self.T)
+        return np.asarray(mean), np.asarray(var)
+
+    def generalisation(self, Xt, Yt) -> dict[str, float]:
+        """eps_g = bias + variance: bias = mean (mean predictor - y)^2, variance = mean predictor variance."""
+        mean, var = self.predict(Xt)
+        bias = float(np.mean((mean - np.asarray(Yt)) ** 2))
+        return {"bias": bias, "variance": float(np.mean(var)), "error": bias + float(np.mean(var))}
+
+
+def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array]) -> jax.Array:
+    """F(V) of the module docstring (one P x P Cholesky factorisation)."""
+    X = jnp.asarray(X)
+    K = _kernel(_base(net, X, X, sigma2), _path_gates(net, X)[0], _us(net, V)[0])
+    return _free_energy(K, jnp.asarray(Y, K.dtype), T, V, net.widths)
+
+
+def _free_energy(K, Y, T, V, widths):
+    A = jax.scipy.linalg.cho_factor(K + T * jnp.eye(K.shape[0], dtype=K.dtype), lower=True)
+    fit = 0.5 * Y @ jax.scipy.linalg.cho_solve(A, Y) + jnp.sum(jnp.log(jnp.diag(A[0])))
+    entropy = sum(N / 2 * (jnp.linalg.slogdet(v)[1] - jnp.trace(v) + v.shape[0]) for N, v in zip(widths, V))
+    return fit - entropy
+
+
+def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, tol: float = 1e-7) -> Renormalisation:
+    """Minimise F over the V_l and check the saddle point: :class:`GdlnError` if the largest
+    |dF/dV_l| exceeds ``tol`` x (1 + max N_l) or the sum rule fails to 1e-6 relative."""
+    X = jnp.asarray(X, jnp.float64)
+    Y = jnp.asarray(Y, jnp.float64)
+    base, gamma = _base(net, X, X, sigma2), _path_gates(net, X)
+    sizes = [g.shape[1] for g in gamma]
+    tril = [np.tril_indices(n) for n in sizes]
+
+    def unpack(z):
+        V, i = [], 0
+        for n, (r, c) in zip(sizes, tril):
+            Lf = jnp.zeros((n, n), z.dtype).at[r, c].set(z[i:i + len(r)])
+            Lf = Lf - jnp.diag(jnp.diag(Lf)) + jnp.diag(jnp.exp(jnp.diag(Lf)))
+            V.append(Lf @ Lf.T)
+            i += len(r)
+        return V
+
+    def F_of_V(V):
+        return _free_energy(_kernel(base, gamma[0], _us(net, V)[0]), Y, T, V, net.widths)
+
+    value_and_grad = jax.jit(jax.value_and_grad(lambda z: F_of_V(unpack(z))))
+    count = 0
+
+    def fun(z):
+        nonlocal count
+        count += 1
+        f, g = value_and_grad(jnp.asarray(z))
+        return float(f), np.asarray(g)
+
+    z0 = np.zeros(sum(len(r) for r, _ in tril))  # V_l = I: the GP limit
+    opt = scipy.optimize.minimize(fun, z0, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-11})
+    V = unpack(jnp.asarray(opt.x))
+    dV = jax.grad(F_of_V)(V)
+    residual = max(float(jnp.max(jnp.abs(d + d.T))) / 2 for d in dV)  # V is symmetric: only Sym(dF/dV) counts
+    U1 = _us(net, V)[0]
+    K = _kernel(base, gamma[0], U1)
+    A = K + T * jnp.eye(K.shape[0], dtype=K.dtype)
+    AiY = jnp.linalg.solve(A, Y)
+    S = jnp.linalg.solve(A, jnp.eye(K.shape[0], dtype=K.dtype)) - jnp.outer(AiY, AiY)
+    rhs = float(jnp.trace(K @ S))
+    rule = [(float(N * jnp.trace(jnp.eye(v.shape[0]) - v)), rhs) for N, v in zip(net.widths, V)]
+    if residual > tol * (1 + max(net.widths)):
+        raise GdlnError(f"kernel renormalisation did not converge: largest |dF/dV| = {residual:.3g} ({opt.message})")
+    for layer, (lhs, r) in enumerate(rule, start=1):
+        if abs(lhs - r) > 1e-6 * (abs(r) + 1):
+            raise GdlnError(f"sum rule fails at layer {layer}: N Tr(I - V) = {lhs:.10g}, Tr(K_R S) = {r:.10g}")
+    return Renormalisation(net, np.asarray(X), np.asarray(Y), T, sigma2, [_symmetric(net, V, i) for i in range(len(V))],
+                           np.asarray(U1), np.asarray(K), float(opt.fun), residual, rule, count)
+
+
+def _symmetric(net: GGDLN, V: list[jax.Array], layer: int) -> np.ndarray:
+    """V_l in the spec's convention U_l = S V_l S, S = (U_{l+1} (x) I)^{1/2} symmetric."""
+    U = [np.asarray(u) for u in _us(net, V)]
+    if layer == net.depth - 1:
+        return U[layer]
+    w, Q = np.linalg.eigh(np.kron(U[layer + 1], np.eye(net.gates[layer + 1].count)))
+    s_inv = Q @ np.diag(w ** -0.5) @ Q.T
+    return s_inv @ U[layer] @ s_inv
