@@ -22,20 +22,20 @@ from ..errors import DivergenceError
 
 @dataclass(frozen=True)
 class Samples:
-    """Observations ``values`` (chains, samples, ...) and the energy at each of them (chains, samples);
-    ``time`` = eta x steps of each sample since the start."""
+    """Observations ``values`` (a pytree like ``observe``'s output, leaves (chains, samples, ...)) and
+    the energy at each of them (chains, samples); ``time`` = eta x steps of each sample since the start."""
 
-    values: np.ndarray
+    values: object
     energy: np.ndarray
     time: np.ndarray
 
-    def mean(self) -> np.ndarray:
-        """Time and chain average of the observations."""
-        return self.values.mean(axis=(0, 1))
+    def mean(self):
+        """Time and chain average of every observation."""
+        return jax.tree.map(lambda v: v.mean(axis=(0, 1)), self.values)
 
-    def ess(self) -> np.ndarray:
+    def ess(self):
         """Effective sample size of every observed quantity (:func:`effective_sample_size`)."""
-        return effective_sample_size(self.values)
+        return jax.tree.map(effective_sample_size, self.values)
 
 
 def langevin(energy: Callable, params, key: jax.Array | int, *, T: float, eta: float, steps: int,

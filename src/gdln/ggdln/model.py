@@ -125,15 +125,28 @@ class GGDLN:
         """[G_1, ..., G_{L+1}], each (P, M_l): the gates of every layer at the inputs ``X``."""
         return [g(X) for g in self.gates]
 
-    def forward(self, params: dict, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
-        """f(x) for every row of ``X`` (P,), given precomputed gate values ``G`` (or computed here)."""
+    def features(self, params: dict, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
+        """phi(x) (P, M_{L+1} N_L), the readout's inputs: f(x) = phi(x) . vec(a), phi = g_m(x) x^L / sqrt(M N_L)."""
         G = self.gate_values(X) if G is None else G
         x = jnp.asarray(X)
         for W, g in zip(params["W"], G[:-1]):
             h = jnp.einsum("mij,pj->pmi", W, x)
             x = jnp.einsum("pm,pmi->pi", g, h) / np.sqrt(W.shape[0] * W.shape[2])
-        a, g = params["a"], G[-1]
-        return jnp.einsum("pm,mi,pi->p", g, a, x) / np.sqrt(a.shape[0] * a.shape[1])
+        g = G[-1]
+        return (g[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1) / np.sqrt(g.shape[1] * x.shape[1])
+
+    def forward(self, params: dict, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
+        """f(x) for every row of ``X`` (P,), given precomputed gate values ``G`` (or computed here)."""
+        return self.features(params, X, G) @ params["a"].reshape(-1)
+
+    def readout_mean(self, params: dict, X, Y, Xt, T: float, sigma2: float, G=None, Gt=None) -> jax.Array:
+        """Rao-Blackwellised predictor at ``Xt``: the posterior mean of f(x) over the readout a given
+        the hidden weights, k_W^T (K_W + T I)^-1 Y with K_W = sigma^2 phi phi^T (a is Gaussian given
+        W). Averaged over posterior samples of W it estimates the mean predictor with less noise
+        than averaging f itself."""
+        phi, phit = self.features(params, X, G), self.features(params, Xt, Gt)
+        K, k = sigma2 * phi @ phi.T, sigma2 * phi @ phit.T
+        return gp_predict(K, k, sigma2 * jnp.sum(phit ** 2, axis=1), Y, T)[0]
 
     def energy(self, params: dict, X, Y, T: float, sigma2: float, G: Sequence[jax.Array] | None = None) -> jax.Array:
         """E = 1/2 sum_mu (f(x^mu) - y^mu)^2 + T / (2 sigma^2) ||Theta||^2 (the posterior is exp(-E/T))."""
