@@ -398,9 +398,9 @@ def run_sweep(
     ``tcp://host:8786``) submits them to an existing Dask cluster, whose workers must see ``root``;
     otherwise a local Dask cluster of ``workers`` processes (default: one per core), one thread
     each, each pinned to its share of the cores, is started on the loopback interface and shut
-    down at the end. Finished points are
-    skipped; failed points are skipped unless ``retry_failed``. ``on_outcome`` is called with each
-    point outcome as it arrives (the progress bar uses the same stream).
+    down at the end. Finished points are skipped; failed points are skipped unless
+    ``retry_failed``. ``on_outcome`` is called with each point outcome as it arrives (the progress
+    bar uses the same stream).
     """
     from tqdm.auto import tqdm
 
@@ -438,7 +438,8 @@ def run_sweep(
                 errors.pop(pid, None)
                 failure.unlink(missing_ok=True)
                 counts["done"] += 1
-            seconds[pid] = outcome.get("seconds", 0.0)
+            if outcome["status"] != "skipped":  # a point another execution finished keeps its time
+                seconds[pid] = outcome["seconds"]
             bar.update(1)
             bar.set_postfix(done=counts["done"], failed=counts["failed"],
                             remaining=len(todo) - counts["done"] - counts["failed"], refresh=False)
