@@ -161,10 +161,9 @@ def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, tol: float = 1e-7)
     residual = max(float(jnp.max(jnp.abs(d + d.T))) / 2 for d in dV)  # V is symmetric: only Sym(dF/dV) counts
     U1 = _us(net, V)[0]
     K = _kernel(base, gamma[0], U1)
-    A = K + T * jnp.eye(K.shape[0], dtype=K.dtype)
-    AiY = jnp.linalg.solve(A, Y)
-    S = jnp.linalg.solve(A, jnp.eye(K.shape[0], dtype=K.dtype)) - jnp.outer(AiY, AiY)
-    rhs = float(jnp.trace(K @ S))
+    A = jax.scipy.linalg.cho_factor(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
+    AiY = jax.scipy.linalg.cho_solve(A, Y)
+    rhs = float(jnp.trace(jax.scipy.linalg.cho_solve(A, K)) - AiY @ K @ AiY)  # Tr(K_R S), no explicit inverse
     rule = [(float(N * jnp.trace(jnp.eye(v.shape[0]) - v)), rhs) for N, v in zip(net.widths, V)]
     if residual > tol * (1 + max(net.widths)):
         raise GdlnError(f"kernel renormalisation did not converge: largest |dF/dV| = {residual:.3g} ({opt.message})")
