@@ -31,31 +31,60 @@ import numpy as np
 import scipy.optimize
 
 from ..errors import GdlnError
-from .model import GGDLN
+from .model import GGDLN, gp_predict
 
 
-def _path_gates(net: GGDLN, X) -> list[jax.Array]:
+def _path_gates(net: GGDLN, X, task=None) -> list[jax.Array]:
     """Gamma_l (P, Pi_l) for l = 1..L: the upper-path gates g_pi(x), the next layer's index fastest."""
-    G = net.gate_values(X)
+    G = net.gate_values(X, task)
     gamma = [G[-1]]
     for g in reversed(G[1:-1]):
         gamma.insert(0, (gamma[0][:, :, None] * g[:, None, :]).reshape(g.shape[0], -1))
     return gamma
 
 
-def _base(net: GGDLN, X1, X2, sigma2: float) -> jax.Array:
+def _base(net: GGDLN, X1, X2, sigma2: float, task1=None, task2=None) -> jax.Array:
     """sigma^{2(L+1)} K0 o G^1 between two sets of inputs."""
-    g1 = net.gates[0]
-    return sigma2 ** (net.depth + 1) * (X1 @ X2.T / net.N0) * (g1(X1) @ g1(X2).T / g1.count)
+    g1, g2 = net.gate_values(X1, task1)[0], net.gate_values(X2, task2)[0]
+    return sigma2 ** (net.depth + 1) * (X1 @ X2.T / net.N0) * (g1 @ g2.T / g1.shape[1])
 
 
-def _us(net: GGDLN, V: list[jax.Array]) -> list[jax.Array]:
-    """[U_1, ..., U_L] from the V_l, with Cholesky factors R_{l+1} = chol(U_{l+1}) (x) I."""
+def _counts(net: GGDLN) -> tuple[int, ...]:
+    """(M_2, ..., M_L): the gate counts that enlarge the upper paths from layer to layer."""
+    return tuple(g.count for g in net.gates[1:-1])
+
+
+def _us(V: list[jax.Array], counts: tuple[int, ...]) -> list[jax.Array]:
+    """[U_1, ..., U_L] from the V_l, with Cholesky factors R_{l+1} = chol(U_{l+1}) (x) I_{M_{l+1}}."""
     U = [V[-1]]
-    for layer in range(net.depth - 2, -1, -1):
-        R = jnp.kron(jnp.linalg.cholesky(U[0]), jnp.eye(net.gates[layer + 1].count, dtype=U[0].dtype))
+    for layer in range(len(V) - 2, -1, -1):
+        R = jnp.kron(jnp.linalg.cholesky(U[0]), jnp.eye(counts[layer], dtype=U[0].dtype))
         U.insert(0, R @ V[layer] @ R.T)
     return U
+
+
+def _unpack(z, sizes: tuple[int, ...]) -> list[jax.Array]:
+    """V_l = L_l L_l^T from the lower triangles of the L_l, log-diagonal, concatenated in ``z``."""
+    V, i = [], 0
+    for n in sizes:
+        r, c = np.tril_indices(n)
+        Lf = jnp.zeros((n, n), z.dtype).at[r, c].set(z[i:i + len(r)])
+        Lf = Lf - jnp.diag(jnp.diag(Lf)) + jnp.diag(jnp.exp(jnp.diag(Lf)))
+        V.append(Lf @ Lf.T)
+        i += len(r)
+    return V
+
+
+def _F(V, base, gamma1, Y, T, widths, counts):
+    return _free_energy(_kernel(base, gamma1, _us(V, counts)[0]), Y, T, V, widths)
+
+
+def _objective(z, base, gamma1, Y, T, widths, sizes, counts):
+    return _F(_unpack(z, sizes), base, gamma1, Y, T, widths, counts)
+
+
+# Compiled once per (P, order-parameter sizes); T, sigma^2, widths and data are traced arguments.
+_value_and_grad = jax.jit(jax.value_and_grad(_objective), static_argnames=("sizes", "counts"))
 
 
 def _kernel(base, gamma1, U1):
@@ -74,6 +103,7 @@ class Renormalisation:
     net: GGDLN
     X: np.ndarray
     Y: np.ndarray
+    task: np.ndarray | None
     T: float
     sigma2: float
     V: list[np.ndarray]
@@ -84,36 +114,43 @@ class Renormalisation:
     sum_rule: list[tuple[float, float]]
     evaluations: int
 
-    def test_kernel(self, Xt) -> tuple[jax.Array, jax.Array]:
-        """K_R between training and test inputs (P, Q) and at the test inputs (Q,)."""
-        Xt = jnp.asarray(Xt)
+    def test_kernel(self, Xt, task=None) -> tuple[jax.Array, jax.Array]:
+        """K_R between training and test inputs (P, Q) and at the test inputs (Q,) (``task``: the
+        test inputs' tasks, for task-conditioned gates)."""
+        Xt, X = jnp.asarray(Xt), jnp.asarray(self.X)
         U1 = jnp.asarray(self.U1)
-        g_train, g_test = _path_gates(self.net, jnp.asarray(self.X))[0], _path_gates(self.net, Xt)[0]
-        k = _base(self.net, jnp.asarray(self.X), Xt, self.sigma2) * (g_train @ U1 @ g_test.T) / U1.shape[0]
-        kdiag = jnp.diag(_base(self.net, Xt, Xt, self.sigma2)) * jnp.einsum("qa,ab,qb->q", g_test, U1, g_test) \
-            / U1.shape[0]
+        g_train, g_test = _path_gates(self.net, X, self.task)[0], _path_gates(self.net, Xt, task)[0]
+        k = _base(self.net, X, Xt, self.sigma2, self.task, task) * (g_train @ U1 @ g_test.T) / U1.shape[0]
+        kdiag = jnp.diag(_base(self.net, Xt, Xt, self.sigma2, task, task)) \
+            * jnp.einsum("qa,ab,qb->q", g_test, U1, g_test) / U1.shape[0]
         return k, kdiag
 
-    def predict(self, Xt) -> tuple[np.ndarray, np.ndarray]:
-        """Predictor mean k_R^T A^-1 Y and variance K_R(x, x) - k_R^T A^-1 k_R at test inputs."""
-        from .model import gp_predict
-
-        k, kdiag = self.test_kernel(Xt)
+    def predict(self, Xt, task=None) -> tuple[np.ndarray, np.ndarray]:
+        """Predictor mean k_R^T A^-1 Y and variance K_R(x, x) - k_R^T A^-1 k_R at test inputs (one
+        P x P Cholesky factorisation)."""
+        k, kdiag = self.test_kernel(Xt, task)
         mean, var = gp_predict(jnp.asarray(self.kernel), k, kdiag, self.Y, self.T)
         return np.asarray(mean), np.asarray(var)
 
-    def generalisation(self, Xt, Yt) -> dict[str, float]:
-        """eps_g = bias + variance: bias = mean (mean predictor - y)^2, variance = mean predictor variance."""
-        mean, var = self.predict(Xt)
-        bias = float(np.mean((mean - np.asarray(Yt)) ** 2))
-        return {"bias": bias, "variance": float(np.mean(var)), "error": bias + float(np.mean(var))}
+    def generalisation(self, Xt, Yt, task=None) -> dict[str, float]:
+        """eps_g = bias + variance over the test set: bias = mean (mean predictor - y)^2,
+        variance = mean predictor variance (:func:`generalisation`)."""
+        return generalisation(*self.predict(Xt, task), Yt)
 
 
-def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array]) -> jax.Array:
+def generalisation(mean, variance, Yt) -> dict[str, float]:
+    """The test error of a predictor with ``mean`` and ``variance`` at the test inputs (labels ``Yt``):
+    eps_g = <(f(x) - y)^2> = bias + variance, bias = mean_x (mean(x) - y)^2, variance = mean_x variance(x)."""
+    bias = float(np.mean((np.asarray(mean) - np.asarray(Yt)) ** 2))
+    var = float(np.mean(variance))
+    return {"bias": bias, "variance": var, "error": bias + var}
+
+
+def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array], task=None) -> jax.Array:
     """F(V) of the module docstring (one P x P Cholesky factorisation)."""
     X = jnp.asarray(X)
-    K = _kernel(_base(net, X, X, sigma2), _path_gates(net, X)[0], _us(net, V)[0])
-    return _free_energy(K, jnp.asarray(Y, K.dtype), T, V, net.widths)
+    return _F(V, _base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], jnp.asarray(Y, X.dtype), T,
+              net.widths, _counts(net))
 
 
 def _free_energy(K, Y, T, V, widths):
@@ -123,43 +160,44 @@ def _free_energy(K, Y, T, V, widths):
     return fit - entropy
 
 
-def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, tol: float = 1e-7) -> Renormalisation:
+def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, task=None, tol: float = 1e-7) -> Renormalisation:
     """Minimise F over the V_l and check the saddle point: :class:`GdlnError` if the largest
-    |dF/dV_l| exceeds ``tol`` x (1 + max N_l) or the sum rule fails to 1e-6 relative."""
+    |dF/dV_l| exceeds ``tol`` x (1 + max N_l) or the sum rule fails to 1e-6 relative.
+
+    ``task`` (P,): the task of every training input, for task-conditioned gates. ``T = 0`` is the
+    zero-temperature limit (A = K_R), defined when K_R is positive definite on the training set
+    (e.g. P <= N0 for a deep linear network); otherwise :class:`GdlnError`.
+    Cost: one P x P Cholesky factorisation (and its reverse pass) per evaluation of F, plus two at
+    the solution; ``evaluations`` counts them."""
+    if T < 0 or sigma2 <= 0:
+        raise GdlnError(f"need T >= 0 and sigma2 > 0, got T={T}, sigma2={sigma2}")
     X = jnp.asarray(X, jnp.float64)
     Y = jnp.asarray(Y, jnp.float64)
-    base, gamma = _base(net, X, X, sigma2), _path_gates(net, X)
-    sizes = [g.shape[1] for g in gamma]
-    tril = [np.tril_indices(n) for n in sizes]
-
-    def unpack(z):
-        V, i = [], 0
-        for n, (r, c) in zip(sizes, tril):
-            Lf = jnp.zeros((n, n), z.dtype).at[r, c].set(z[i:i + len(r)])
-            Lf = Lf - jnp.diag(jnp.diag(Lf)) + jnp.diag(jnp.exp(jnp.diag(Lf)))
-            V.append(Lf @ Lf.T)
-            i += len(r)
-        return V
-
-    def F_of_V(V):
-        return _free_energy(_kernel(base, gamma[0], _us(net, V)[0]), Y, T, V, net.widths)
-
-    value_and_grad = jax.jit(jax.value_and_grad(lambda z: F_of_V(unpack(z))))
+    if X.ndim != 2 or Y.shape != (X.shape[0],) or not (jnp.isfinite(X).all() and jnp.isfinite(Y).all()):
+        raise GdlnError(f"need finite X (P, N0) and Y (P,), got {X.shape} and {Y.shape}")
+    base, gamma = _base(net, X, X, sigma2, task, task), _path_gates(net, X, task)
+    if T == 0:
+        eig = np.linalg.eigvalsh(np.asarray(_kernel(base, gamma[0], jnp.eye(gamma[0].shape[1]))))
+        if eig[0] <= 1e-10 * eig[-1]:
+            raise GdlnError(f"T = 0 needs a positive-definite kernel on the training set; the GP kernel's smallest "
+                            f"eigenvalue is {eig[0]:.3g} (largest {eig[-1]:.3g}): use T > 0")
+    sizes, counts = tuple(g.shape[1] for g in gamma), _counts(net)
+    widths = jnp.asarray(net.widths, jnp.float64)
     count = 0
 
     def fun(z):
         nonlocal count
         count += 1
-        f, g = value_and_grad(jnp.asarray(z))
+        f, g = _value_and_grad(jnp.asarray(z), base, gamma[0], Y, T, widths, sizes=sizes, counts=counts)
         return float(f), np.asarray(g)
 
-    z0 = np.zeros(sum(len(r) for r, _ in tril))  # V_l = I: the GP limit
+    z0 = np.zeros(sum(n * (n + 1) // 2 for n in sizes))  # V_l = I: the GP limit
     opt = scipy.optimize.minimize(fun, z0, jac=True, method="L-BFGS-B",
                                   options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-11})
-    V = unpack(jnp.asarray(opt.x))
-    dV = jax.grad(F_of_V)(V)
+    V = _unpack(jnp.asarray(opt.x), sizes)
+    dV = jax.grad(_F)(V, base, gamma[0], Y, T, widths, counts)
     residual = max(float(jnp.max(jnp.abs(d + d.T))) / 2 for d in dV)  # V is symmetric: only Sym(dF/dV) counts
-    U1 = _us(net, V)[0]
+    U1 = _us(V, counts)[0]
     K = _kernel(base, gamma[0], U1)
     A = jax.scipy.linalg.cho_factor(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
     AiY = jax.scipy.linalg.cho_solve(A, Y)
@@ -170,13 +208,15 @@ def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, tol: float = 1e-7)
     for layer, (lhs, r) in enumerate(rule, start=1):
         if abs(lhs - r) > 1e-6 * (abs(r) + 1):
             raise GdlnError(f"sum rule fails at layer {layer}: N Tr(I - V) = {lhs:.10g}, Tr(K_R S) = {r:.10g}")
-    return Renormalisation(net, np.asarray(X), np.asarray(Y), T, sigma2, [_symmetric(net, V, i) for i in range(len(V))],
-                           np.asarray(U1), np.asarray(K), float(opt.fun), residual, rule, count)
+    task = None if task is None else np.asarray(task)
+    V = [_symmetric(net, V, i) for i in range(len(V))]
+    return Renormalisation(net, np.asarray(X), np.asarray(Y), task, T, sigma2, V, np.asarray(U1), np.asarray(K),
+                           float(opt.fun), residual, rule, count)
 
 
 def _symmetric(net: GGDLN, V: list[jax.Array], layer: int) -> np.ndarray:
     """V_l in the spec's convention U_l = S V_l S, S = (U_{l+1} (x) I)^{1/2} symmetric."""
-    U = [np.asarray(u) for u in _us(net, V)]
+    U = [np.asarray(u) for u in _us(V, _counts(net))]
     if layer == net.depth - 1:
         return U[layer]
     w, Q = np.linalg.eigh(np.kron(U[layer + 1], np.eye(net.gates[layer + 1].count)))
