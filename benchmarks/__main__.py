@@ -2,7 +2,8 @@
 
 import sys
 
-from . import moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop, sweep_scaling
+from . import (ggdln_langevin, ggdln_theory, moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop,
+               sweep_scaling)
 from .common import machine, table
 
 BENCHMARKS = {
@@ -11,6 +12,8 @@ BENCHMARKS = {
     "reduction_vs_full": (reduction_vs_full, "Reduced per-mode dynamics vs full-network GD, growing hidden width"),
     "routing_experiment": (routing_experiment, "gdln reproduce routing: wall time; vmapped vs one-at-a-time seeds"),
     "sweep_scaling": (sweep_scaling, "Scaling: vmapped seeds, points batched by a sweep, Dask workers"),
+    "ggdln_theory": (ggdln_theory, "GGDLN kernel renormalisation: solve time vs P"),
+    "ggdln_langevin": (ggdln_langevin, "GGDLN: theory vs Langevin estimate of eps_g"),
 }
 
 

@@ -129,7 +129,7 @@ def list_cmd() -> None:
 
     table = Table(title="gdln reproduce NAME  (--quick: small faithful version in seconds)")
     for col in ("name", "figure", "description", "full run"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("name", "full run"))  # names and times stay copyable
     for name in NAMES:
         e = get(name)
         table.add_row(e.name, e.figure, e.description, e.runtime)

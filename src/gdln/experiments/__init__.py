@@ -12,7 +12,8 @@ from pathlib import Path
 from ..errors import ConfigError
 from ._base import Experiment, Outcome, flatten, jsonable, load, write
 
-#: Experiment names in the order of the papers' figures, Paper A (GDLN) then Paper B (GGDLN) (``gdln reproduce all`` runs them all).
+#: Experiment names in the order of the papers' figures, Paper A (GDLN) then Paper B (GGDLN)
+#: (``gdln reproduce all`` runs them all).
 NAMES = ("xor", "contextual", "routing", "race", "sharing-fraction", "init-scale", "ggdln-width", "ggdln-depth",
          "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask")
 

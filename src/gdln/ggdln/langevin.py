@@ -94,18 +94,18 @@ def _run(energy, observe, T, eta, burn_in, thin, records):
         theta = jax.tree.map(lambda t, g, a, b: t - eta * g + noise * (a + b) / 2, theta, grad(theta), xi, xi_next)
         return theta, xi_next
 
-    def steps(state, key, n):
-        return jax.lax.fori_loop(0, n, lambda i, s: step(s, jax.random.fold_in(key, i)), state)
-
     def chain(theta, key):
-        start_key, burn_key, run_key = jax.random.split(key, 3)
-        state = steps((theta, normal(start_key, theta)), burn_key, burn_in)
+        start_key, run_key = jax.random.split(key)
 
         def record(state, i):
-            state = steps(state, jax.random.fold_in(run_key, i), thin)
+            # One loop body for burn-in and sampling (the first record also runs the burn-in), so
+            # the step and ``observe`` are compiled once.
+            n = jnp.where(i == 0, burn_in + thin, thin)
+            k = jax.random.fold_in(run_key, i)
+            state = jax.lax.fori_loop(0, n, lambda j, s: step(s, jax.random.fold_in(k, j)), state)
             return state, (observe(state[0]), energy(state[0]))
 
-        return jax.lax.scan(record, state, jnp.arange(records))[1]
+        return jax.lax.scan(record, (theta, normal(start_key, theta)), jnp.arange(records))[1]
 
     return jax.jit(jax.vmap(chain))
 

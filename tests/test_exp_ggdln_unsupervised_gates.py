@@ -1,0 +1,48 @@
+"""Paper B, unsupervised vs random gates (gdln reproduce ggdln-unsupervised-gates, quick: P = 50,
+M in {1, 4, 16}, Langevin for k-means gates at M = 4)."""
+
+import numpy as np
+import pytest
+
+from gdln import ggdln
+from gdln.experiments import get, load, reproduce
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ggdln-unsupervised-gates") / "run"
+    reproduce("ggdln-unsupervised-gates", folder, quick=True, progress=False)
+    return load(folder)
+
+
+def test_theory_matches_langevin(run):
+    """Theory vs the sampled network (k-means gates, M = 4): bias and error within 5%, variance 10%."""
+    point = run["summary"]["langevin_points"]["kmeans, M=4"]
+    for part, tol in (("bias", 0.05), ("variance", 0.1), ("error", 0.05)):
+        assert abs(point["theory_vs_langevin"][part]) < tol, (part, point)
+
+
+def test_kmeans_gates_generalise_best(run):
+    """k-means gates give the lowest error (theory and GP), at least 15% below the best random
+    half-space gates; the best PCA half-spaces beat the best random ones."""
+    for name in ("theory", "gp"):
+        best = run["summary"]["best"][name]
+        assert best["ranking"][0] == "kmeans"
+        assert best["best_over_random"] < 0.85
+        assert best["lowest_error"]["pca"] < best["lowest_error"]["random"]
+
+
+def test_gate_scales_and_linear_limit(run):
+    """Every input opens exactly one k-means cell (G(x, x) = 1 / M) and about half of the half-space
+    gates; one k-means cell is the deep linear network, whose theory error the run reproduces."""
+    ds = run["panels"]["unsupervised_gates"]
+    M = ds.M.values
+    assert np.allclose(ds.open_fraction.sel(family="kmeans"), 1 / M)
+    for family in ("random", "pca"):
+        assert np.all(np.abs(ds.open_fraction.sel(family=family) - 0.5) < 0.2)
+    s = get("ggdln-unsupervised-gates").resolve(quick=True)
+    task = s.task()
+    linear = ggdln.solve(ggdln.GGDLN.linear(task.N0, (s.width,)), task.X, task.Y, s.T, s.sigma2)
+    expected = linear.generalisation(task.X_test, task.Y_test)["error"]
+    assert float(ds.error.sel(family="kmeans", M=1, estimate="theory", part="error")) == pytest.approx(expected,
+                                                                                                       rel=1e-6)
