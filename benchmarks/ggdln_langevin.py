@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from gdln.datasets import binary_digits
-from gdln.ggdln import GGDLN, GlobalGates, sample_posterior, solve, stable_step
+from gdln.ggdln import GGDLN, GlobalGates, sample_posterior, solve
 
 from .ggdln_theory import network
 
@@ -36,7 +36,7 @@ def run(P: int = 100, N: int = 100) -> list[dict]:
         burn, duration = 20 / T, 20 / T
         t = time.perf_counter()
         post = sample_posterior(net, task.X, task.Y, task.X_test, T=T, chains=8, burn_in=burn, duration=duration,
-                                eta=0.2 * stable_step(net, task.X, T))
+                                step=0.2)
         wall = time.perf_counter() - t
         m, v, _ = post.samples.values  # (chains, samples, Q)
         per_chain = ((m.mean(1) - task.Y_test) ** 2 + v.mean(1) + m.var(1)).mean(1)

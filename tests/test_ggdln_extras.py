@@ -141,7 +141,7 @@ def test_two_layer_theory_matches_the_sampled_network(two_layer):
     theory = solve(net, X, Y, T)
     mean, var = theory.predict(Xt)
     post = sample_posterior(net, X, Y, Xt, T=T, key=3, chains=8, burn_in=200, duration=400, samples=200,
-                            eta=0.2 * stable_step(net, X, T))
+                            step=0.2)
     U1, U2 = post.order_parameters
     np.testing.assert_allclose(U2, theory.V[1], rtol=0.03)
     np.testing.assert_allclose(np.diag(U1), np.diag(theory.U1), rtol=0.06)

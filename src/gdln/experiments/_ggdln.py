@@ -79,7 +79,7 @@ def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | Non
     if langevin:
         scale = sigma2 / T
         post = ggdln.sample_posterior(net, task.X, task.Y, task.X_test, T=T, sigma2=sigma2, key=key,
-                                      chains=s.chains, eta=s.step * ggdln.stable_step(net, task.X, T, sigma2, tr),
+                                      chains=s.chains, step=s.step,
                                       burn_in=s.burn_in * scale, duration=s.duration * scale, samples=s.samples,
                                       task=tr, task_test=te)
         record(2, post.mean, post.variance)

@@ -80,12 +80,12 @@ def stable_step(net: GGDLN | ReLUNetwork, X, T: float, sigma2: float = 1.0, task
 
 
 def sample_posterior(net: GGDLN | ReLUNetwork, X, Y, Xt, *, T: float, sigma2: float = 1.0, key: jax.Array | int = 0,
-                     chains: int = 8, eta: float | None = None, burn_in: float | None = None,
+                     chains: int = 8, eta: float | None = None, step: float = 0.1, burn_in: float | None = None,
                      duration: float | None = None, samples: int = 200, task=None, task_test=None) -> Posterior:
     """Sample the posterior exp(-E / T) of ``net``'s weights with ``chains`` Langevin chains started
     from the prior and estimate the predictor at ``Xt`` (module docstring).
 
-    ``eta``: step (default 0.1 x :func:`stable_step`; the Leimkuhler-Matthews step is exact for
+    ``eta``: step (default ``step`` x :func:`stable_step`; the Leimkuhler-Matthews step is exact for
     Gaussian posteriors and second-order accurate otherwise; a step above the limit is refused); ``burn_in``
     (default 20 sigma^2 / T) and ``duration`` (default 2 x burn-in): time units; ``samples``
     recorded per chain, evenly spaced over ``duration``; ``task``/``task_test`` for
@@ -96,7 +96,7 @@ def sample_posterior(net: GGDLN | ReLUNetwork, X, Y, Xt, *, T: float, sigma2: fl
     X, Xt = jnp.asarray(X, jnp.float64), jnp.asarray(Xt, jnp.float64)
     Y = jnp.asarray(Y, jnp.float64)
     limit = stable_step(net, X, T, sigma2, task)
-    eta = 0.1 * limit if eta is None else float(eta)
+    eta = step * limit if eta is None else float(eta)
     if eta >= limit:
         raise ConfigError(f"eta={eta:g} is above the stability limit of Langevin dynamics on this posterior, "
                           f"about {limit:.3g} (2 / lambda_max of E's Hessian at the prior); use eta << {limit:.3g}")
