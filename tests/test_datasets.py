@@ -1,0 +1,76 @@
+"""Readers for full MNIST (IDX) and CIFAR-10 (pickle batches) on small files written here, and the
+stratified split."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+
+from gdln.datasets import load_cifar10, load_mnist, read_idx, stratified_split
+from gdln.errors import ConfigError, DataError
+
+
+def idx_bytes(a: np.ndarray, code: int, dtype: str) -> bytes:
+    header = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, ">i4").tobytes()
+    return header + a.astype(dtype).tobytes()
+
+
+def test_idx_round_trip_plain_and_gzipped(tmp_path):
+    a = np.arange(24, dtype=np.int16).reshape(2, 3, 4) - 7
+    (tmp_path / "a").write_bytes(idx_bytes(a, 0x0B, ">i2"))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(a, 0x0B, ">i2")))
+    np.testing.assert_array_equal(read_idx(tmp_path / "a"), a)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.gz"), a)
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x0b\x01\x00\x00\x00\x05" + b"\x00" * 4)
+    with pytest.raises(DataError, match=r"header says \(5,\)"):
+        read_idx(tmp_path / "bad")
+    (tmp_path / "text").write_text("hello")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(tmp_path / "text")
+
+
+def test_mnist_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28))
+    labels = np.array([3, 1, 4, 1, 5])
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images, 0x08, ">u1")))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels, 0x08, ">u1"))
+    X, y = load_mnist(tmp_path, "test")
+    assert X.shape == (5, 784) and X.dtype == float
+    np.testing.assert_array_equal(X, images.reshape(5, -1))
+    np.testing.assert_array_equal(y, labels)
+    with pytest.raises(DataError, match="no train-images-idx3-ubyte or train-images-idx3-ubyte.gz in"):
+        load_mnist(tmp_path, "train")
+    with pytest.raises(ConfigError, match="split"):
+        load_mnist(tmp_path, "val")
+
+
+def test_cifar10_reader(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    batches = []
+    for i in range(1, 6):
+        batch = {b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), b"labels": [i, 9 - i]}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+        batches.append(batch)
+    X, y = load_cifar10(tmp_path)  # the parent folder works too
+    assert X.shape == (10, 3072)
+    np.testing.assert_array_equal(X[2:4], batches[1][b"data"])
+    np.testing.assert_array_equal(y, [1, 8, 2, 7, 3, 6, 4, 5, 5, 4])
+    with pytest.raises(DataError, match="CIFAR-10 test: no test_batch in"):
+        load_cifar10(folder, "test")
+
+
+def test_stratified_split_keeps_class_proportions():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    train, test = stratified_split(labels, 10, seed=3)
+    assert len(test) == 10 and len(train) == 90 and not set(train) & set(test)
+    np.testing.assert_array_equal(np.bincount(labels[test]), [5, 3, 2])
+    again = stratified_split(labels, 10, seed=3)
+    np.testing.assert_array_equal(again[1], test)
+    _, odd = stratified_split(labels, 7, seed=0)  # 3.5, 2.1, 1.4 -> largest remainders first
+    np.testing.assert_array_equal(np.bincount(labels[odd]), [4, 2, 1])
+    with pytest.raises(ConfigError, match="n_test=100"):
+        stratified_split(labels, 100)
