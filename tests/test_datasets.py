@@ -74,3 +74,15 @@ def test_stratified_split_keeps_class_proportions():
     np.testing.assert_array_equal(np.bincount(labels[odd]), [4, 2, 1])
     with pytest.raises(ConfigError, match="n_test=100"):
         stratified_split(labels, 100)
+
+
+def test_mnist1d_is_generated_offline_and_leaves_global_random_state_alone():
+    from gdln.datasets import images
+
+    np.random.seed(7)
+    expected = np.random.random_sample()
+    np.random.seed(7)
+    X, y = images("mnist1d")
+    assert np.random.random_sample() == expected
+    assert X.shape == (5000, 40) and np.all(np.bincount(y) == 500)
+    np.testing.assert_array_equal(images("mnist1d")[0], X)
