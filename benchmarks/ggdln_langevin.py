@@ -38,8 +38,8 @@ def run(P: int = 100, N: int = 100) -> list[dict]:
         post = sample_posterior(net, task.X, task.Y, task.X_test, T=T, chains=8, burn_in=burn, duration=duration,
                                 step=0.2)
         wall = time.perf_counter() - t
-        m, v, _ = post.samples.values  # (chains, samples, Q)
-        per_chain = ((m.mean(1) - task.Y_test) ** 2 + v.mean(1) + m.var(1)).mean(1)
+        chain_mean, chain_variance = post.chains()  # (chains, Q)
+        per_chain = ((chain_mean - task.Y_test) ** 2 + chain_variance).mean(1)
         se = per_chain.std(ddof=1) / np.sqrt(len(per_chain)) / per_chain.mean()
         sampling = wall * duration / (burn + duration)
         to_1pct = wall - sampling + sampling * (se / 0.01) ** 2

@@ -46,6 +46,12 @@ class Posterior:
         """Test error split into bias and variance (:func:`gdln.ggdln.generalisation`)."""
         return generalisation(self.mean, self.variance, Yt)
 
+    def chains(self) -> tuple[np.ndarray, np.ndarray]:
+        """The estimates of every chain alone, mean and variance (chains, Q), for chain-to-chain
+        standard errors (the pooled ``variance`` also counts the spread between chains)."""
+        m, v, _ = self.samples.values
+        return m.mean(axis=1), v.mean(axis=1) + m.var(axis=1)
+
 
 def stable_step(net: GGDLN | ReLUNetwork, X, T: float, sigma2: float = 1.0, task=None, *, key: jax.Array | int = 0,
                 draws: int = 4, iterations: int = 60) -> float:

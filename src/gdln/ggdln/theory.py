@@ -91,8 +91,9 @@ _hessian = jax.jit(jax.hessian(_objective), static_argnames=("sizes", "counts"))
 NEWTON_MAX = 600
 
 
-def _kernel(base, gamma1, U1):
-    return base * (gamma1 @ U1 @ gamma1.T) / U1.shape[0]
+def _kernel(base, gamma1, U1, gamma2=None):
+    """K_R = base o (Gamma_1 U_1 Gamma_2^T) / Pi_1 (Gamma_2 = Gamma_1: on one set of inputs)."""
+    return base * (gamma1 @ U1 @ (gamma1 if gamma2 is None else gamma2).T) / U1.shape[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,7 +125,7 @@ class Renormalisation:
         Xt, X = jnp.asarray(Xt), jnp.asarray(self.X)
         U1 = jnp.asarray(self.U1)
         g_train, g_test = _path_gates(self.net, X, self.task)[0], _path_gates(self.net, Xt, task)[0]
-        k = _base(self.net, X, Xt, self.sigma2, self.task, task) * (g_train @ U1 @ g_test.T) / U1.shape[0]
+        k = _kernel(_base(self.net, X, Xt, self.sigma2, self.task, task), g_train, U1, g_test)
         kdiag = jnp.diag(_base(self.net, Xt, Xt, self.sigma2, task, task)) \
             * jnp.einsum("qa,ab,qb->q", g_test, U1, g_test) / U1.shape[0]
         return k, kdiag
