@@ -2,8 +2,8 @@
 
 import sys
 
-from . import (ggdln_langevin, ggdln_theory, moment_vs_data, reduction_vs_full, routing_experiment, scan_vs_loop,
-               sweep_scaling)
+from . import (ggdln_langevin, ggdln_theory, moment_vs_data, reduction_vs_full, routes, routing_experiment,
+               scan_vs_loop, sweep_scaling)
 from .common import machine, table
 
 BENCHMARKS = {
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "sweep_scaling": (sweep_scaling, "Scaling: vmapped seeds, points batched by a sweep, Dask workers"),
     "ggdln_theory": (ggdln_theory, "GGDLN kernel renormalisation: solve time vs P"),
     "ggdln_langevin": (ggdln_langevin, "GGDLN: theory vs Langevin estimate of eps_g"),
+    "routes": (routes, "Route tasks: batched all-routes trainer vs per-route loop; moment vs data space (MSE)"),
 }
 
 

@@ -31,4 +31,5 @@ def test_readme_lists_every_paper_figure_with_its_run_time_and_committed_figure(
     for name in experiments.NAMES:
         runtime = experiments.get(name).runtime
         assert f"| `gdln reproduce {name}` | {runtime} |" in text
-        assert (README.parent / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000
+        if experiments.get(name).requires is None:  # runs offline: its full-run figure is committed
+            assert (README.parent / "docs" / "figures" / f"{name}.png").stat().st_size > 10_000

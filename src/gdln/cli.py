@@ -145,15 +145,18 @@ def reproduce_cmd(
     seeds: int | None = typer.Option(None, "--seeds", min=1, help="Number of random seeds (experiments with seeds)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing run folders."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    data: Path | None = typer.Option(None, "--data", help="Local data folder, for experiments that read one "
+                                     "(routes-cifar: the CIFAR-10 python batches)."),
 ) -> None:
     """Reproduce a paper figure: figures (PNG + PDF), data per panel, config and summary.json."""
+    import dataclasses
     import time
 
     from rich.console import Console
     from rich.table import Table
 
-    from .errors import GdlnError
-    from .experiments import NAMES, flatten, reproduce
+    from .errors import ConfigError, GdlnError, SkippedError
+    from .experiments import NAMES, flatten, get, reproduce
 
     names = NAMES if name == "all" else (name,)
     root = out or Path("runs") / "reproduce"
@@ -162,8 +165,14 @@ def reproduce_cmd(
         folder = root / n if (name == "all" or out is None) else out
         start = time.perf_counter()
         try:
+            reads = data is not None and "folder" in {f.name for f in dataclasses.fields(get(n).settings)}
+            if data is not None and not reads and name != "all":
+                raise ConfigError(f"experiment {n!r} reads no data folder (--data)")
             outcome, folder = reproduce(n, folder, quick=quick, seeds=seeds, overwrite=overwrite,
-                                        progress=False if quiet else None)
+                                        progress=False if quiet else None, **({"folder": str(data)} if reads else {}))
+        except SkippedError as exc:
+            typer.echo(f"skipped {n}: {exc}", err=True)
+            continue
         except GdlnError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

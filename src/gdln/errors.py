@@ -69,3 +69,8 @@ class RunExistsError(GdlnError, FileExistsError):
 
 class ConfigError(GdlnError, ValueError):
     """A config file or mapping with unknown keys, missing fields or invalid values."""
+
+
+class SkippedError(GdlnError):
+    """An experiment that cannot run here, e.g. one whose data folder was not given; the CLI reports
+    the reason and goes on."""

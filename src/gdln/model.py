@@ -107,7 +107,8 @@ def check_params(graph: Graph, params: Params) -> None:
         raise ShapeError(f"parameters have weights for unknown edges {sorted(extra)}")
 
 
-def _phi(nonlinearity: Nonlinearity, slope: float):
+def activation(nonlinearity: Nonlinearity, slope: float = 0.01):
+    """The pointwise function phi of hidden units (raises UnsupportedError for an unknown name)."""
     if nonlinearity == "linear":
         return lambda z: z
     if nonlinearity == "relu":
@@ -140,7 +141,7 @@ def propagate(
     multiplied by ``bias_input`` (P,), 1 by default; the moment-space trainer uses it to present
     whitened effective examples to an affine network exactly.
     """
-    phi = _phi(nonlinearity, slope)
+    phi = activation(nonlinearity, slope)
     h = dict(inputs)
     pre: dict[str, jax.Array] = {}
     b = params.get("b")

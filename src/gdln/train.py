@@ -74,12 +74,7 @@ class TrainOptions:
     def __post_init__(self):
         if self.steps < 0:
             raise UnsupportedError(f"steps must be >= 0, got {self.steps}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise UnsupportedError(f"lr must be a positive finite number, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise UnsupportedError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UnsupportedError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_step(self.lr, self.momentum, self.batch_size)
         if self.record_every is not None and self.record_every < 1:
             raise UnsupportedError(f"record_every must be >= 1, got {self.record_every}")
         if self.record_steps is not None:
@@ -98,15 +93,31 @@ class TrainOptions:
 
     def resolve_method(self) -> Literal["data", "moment"]:
         """``auto`` picks the moment-space trainer whenever it is exact: MSE, linear, full batch."""
-        exact = self.loss == "mse" and self.nonlinearity == "linear" and self.batch_size is None
-        if self.method == "moment" and not exact:
-            raise UnsupportedError(
-                "the moment-space trainer is exact only for full-batch GD on MSE with a linear network; got "
-                f"loss={self.loss!r}, nonlinearity={self.nonlinearity!r}, batch_size={self.batch_size}"
-            )
-        if self.method not in ("auto", "data", "moment"):
-            raise UnsupportedError(f"unknown method {self.method!r}; use auto, data or moment")
-        return "moment" if self.method == "moment" or (self.method == "auto" and exact) else "data"
+        return resolve_method(self.method, self.loss, self.nonlinearity, self.batch_size)
+
+
+def check_step(lr: float, momentum: float, batch_size: int | None) -> None:
+    """Raise UnsupportedError unless lr is positive and finite, 0 <= momentum < 1, batch_size >= 1 or None."""
+    if not lr > 0 or not math.isfinite(lr):
+        raise UnsupportedError(f"lr must be a positive finite number, got {lr}")
+    if not 0 <= momentum < 1:
+        raise UnsupportedError(f"momentum must lie in [0, 1), got {momentum}")
+    if batch_size is not None and batch_size < 1:
+        raise UnsupportedError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def resolve_method(method: str, loss: str, nonlinearity: str, batch_size: int | None) -> Literal["data", "moment"]:
+    """The trainer to use: ``moment`` (exact only for full-batch GD on MSE with a linear network),
+    ``data``, or ``auto`` = moment whenever it is exact."""
+    exact = loss == "mse" and nonlinearity == "linear" and batch_size is None
+    if method == "moment" and not exact:
+        raise UnsupportedError(
+            "the moment-space trainer is exact only for full-batch GD on MSE with a linear network; got "
+            f"loss={loss!r}, nonlinearity={nonlinearity!r}, batch_size={batch_size}"
+        )
+    if method not in ("auto", "data", "moment"):
+        raise UnsupportedError(f"unknown method {method!r}; use auto, data or moment")
+    return "moment" if method == "moment" or (method == "auto" and exact) else "data"
 
 
 class Batch(NamedTuple):

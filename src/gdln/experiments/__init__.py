@@ -12,10 +12,12 @@ from pathlib import Path
 from ..errors import ConfigError
 from ._base import Experiment, Outcome, flatten, jsonable, load, write
 
-#: Experiment names in the order of the papers' figures, Paper A (GDLN) then Paper B (GGDLN)
+#: Experiment names in the order of the papers' figures, Paper A (GDLN), Paper B (GGDLN), then
+#: Paper A's naturalistic route tasks
 #: (``gdln reproduce all`` runs them all).
 NAMES = ("xor", "contextual", "routing", "race", "sharing-fraction", "init-scale", "ggdln-width", "ggdln-depth",
-         "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask")
+         "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask",
+         "routes-mnist", "routes-digits", "routes-cifar")
 
 
 def get(name: str) -> Experiment:

@@ -34,7 +34,8 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """A reproducible paper figure. ``runtime``: measured wall time of the full run (2 CPU cores)."""
+    """A reproducible paper figure. ``runtime``: measured wall time of the full run (2 CPU cores).
+    ``requires``: the local data the run reads (``--data``), None when it runs offline."""
 
     name: str
     figure: str
@@ -44,6 +45,7 @@ class Experiment:
     quick: dict[str, Any]
     compute: Callable[..., Outcome]
     plot: Callable[[Outcome, Any, Path], list[Path]]
+    requires: str | None = None
 
     def resolve(self, quick: bool = False, seeds: int | None = None, **overrides) -> Any:
         """The settings of a run: the full defaults, the quick overrides with ``quick``, then

@@ -1,0 +1,187 @@
+"""Route tasks (gdln.routes) and the batched all-routes trainer (gdln.route_train)."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gdln
+from gdln.errors import ConfigError, DivergenceError, GateError, ShapeError, UnsupportedError
+from gdln.route_train import (
+    RouteOptions, from_graph_params, init_routes, moment_batch, route_graph, route_outputs, hidden_activity,
+    to_graph_params, train_routes,
+)
+from gdln.routes import Standardiser, label_permutations, rotate, route_task
+
+
+@pytest.fixture(scope="module")
+def task():
+    """Digits, 3 rotated input domains, 120 training and 60 test images, PCA to 6 dimensions."""
+    return route_task("digits", 3, examples=120, test_examples=60, pca=6, seed=0)
+
+
+# ------------------------------------------------------------------ the tasks
+def test_rotation_is_anticlockwise_about_the_centre_and_exact_at_180_degrees():
+    img = np.zeros((1, 5, 5))
+    img[0, 2, 4] = 1.0  # right of the centre
+    up = rotate(img.reshape(1, -1), (5, 5), 90).reshape(5, 5)
+    assert up[0, 2] == pytest.approx(1.0) and up.sum() == pytest.approx(1.0)
+    X = np.random.default_rng(0).random((3, 28 * 28))
+    assert np.allclose(rotate(X, (28, 28), 180).reshape(3, 28, 28), X.reshape(3, 28, 28)[:, ::-1, ::-1], atol=1e-12)
+    assert np.array_equal(rotate(X, (28, 28), 360), X)
+    rgb = np.random.default_rng(1).random((2, 3 * 4 * 4))  # channels rotate together, channel-major kept
+    assert np.allclose(rotate(rgb, (3, 4, 4), 180).reshape(2, 3, 4, 4), rgb.reshape(2, 3, 4, 4)[..., ::-1, ::-1])
+
+
+def test_sequences_cannot_be_rotated_and_unknown_options_are_named():
+    with pytest.raises(ConfigError, match="mnist1d.*cannot be rotated"):
+        route_task("mnist1d", 4)
+    with pytest.raises(ConfigError, match="input_transform 'shear'"):
+        route_task("digits", 4, input_transform="shear")
+    with pytest.raises(ConfigError, match="source 'svhn'"):
+        route_task("svhn", 4)
+    with pytest.raises(ConfigError, match="folder="):
+        route_task("cifar10", 4)
+
+
+def test_label_permutations_are_seeded_distinct_and_random():
+    maps = label_permutations(10, 10, seed=3)
+    assert np.array_equal(maps, label_permutations(10, 10, seed=3))
+    assert not np.array_equal(maps, label_permutations(10, 10, seed=4))
+    assert all(sorted(row) == list(range(10)) for row in maps)
+    assert len({tuple(r) for r in maps}) == 10
+    lexicographic = [list(p) for p in itertools.islice(itertools.permutations(range(10)), 10)]
+    assert sum(list(row) in lexicographic for row in maps) == 0
+
+
+def test_standardiser_is_fitted_on_training_rows_only():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 8)) * np.arange(1, 9) + 5.0
+    X[:, 3] = 2.0  # a constant pixel
+    whole = Standardiser.fit([X], standardise=True, pca=4)
+    parts = Standardiser.fit([X[:50], X[50:]], standardise=True, pca=4)
+    assert np.allclose(whole.mean, parts.mean) and np.allclose(whole.basis, parts.basis)
+    Z = whole(X)
+    assert np.allclose(Z.mean(0), 0, atol=1e-12)
+    var = Z.var(0)
+    assert np.all(np.diff(var) <= 1e-12) and np.allclose(whole.basis @ whole.basis.T, np.eye(4), atol=1e-12)
+    s = Standardiser.fit([X], standardise=True)
+    assert np.allclose(np.delete(s(X).std(0), 3), 1.0) and s.scale[3] == 1.0
+    test = rng.normal(size=(50, 8)) + 7.0
+    assert np.allclose(s(test), (test - X.mean(0)) / s.scale)  # the training mean and scale
+    with pytest.raises(ConfigError, match="pca=9"):
+        Standardiser.fit([X], pca=9)
+
+
+def test_route_task_is_seeded_and_domains_see_the_same_images(task):
+    assert task.X.shape == (3, 120, 6) and task.X_test.shape == (3, 60, 6) and task.classes == 10
+    assert np.allclose(task.X.reshape(-1, 6).mean(0), 0, atol=1e-10)  # centred on all domains' training images
+    again = route_task("digits", 3, examples=120, test_examples=60, pca=6, seed=0)
+    assert np.array_equal(again.X, task.X) and np.array_equal(again.label_maps, task.label_maps)
+    assert np.bincount(task.labels).min() >= 11  # stratified: 12 per class
+    raw = route_task("digits", 3, input_transform="permutation", examples=50, test_examples=20, centre=False)
+    assert np.allclose(np.sort(raw.X[1], axis=1), np.sort(raw.X[0], axis=1))  # a pixel permutation
+    assert not np.allclose(raw.X[1], raw.X[0])
+
+
+# ---------------------------------------------------------------- the network
+def test_batched_forward_equals_the_core_network_on_route_gates(task):
+    """Every route's output from the stacked all-routes contraction equals gdln.forward on the core
+    routing graph with that route's edge gates (two hidden layers, biases, leaky ReLU), to 1e-12."""
+    graph = route_graph(task, 5, layers=2)
+    core = gdln.init_params(jax.random.key(1), graph, "xavier", 1.0, biases=True)
+    core["b"] = jax.tree.map(lambda b: b + 0.1 * jax.random.normal(jax.random.key(2), b.shape), core["b"])
+    p = from_graph_params(graph, core)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), to_graph_params(p), core))
+    opts = RouteOptions(steps=1, lr=0.1, nonlinearity="leaky_relu", slope=0.1)
+    M = task.modules
+    out = route_outputs(p, hidden_activity(p, jnp.asarray(task.X), opts), jnp.broadcast_to(jnp.arange(M), (M, M)))
+    for i, j in itertools.product(range(M), range(M)):
+        inputs = {f"x{k}": task.X[i] * (k == i) for k in range(M)}
+        gates = {f"enc{k}": jnp.full(120, float(k == i)) for k in range(M)}
+        gates |= {f"dec{k}": jnp.full(120, float(k == j)) for k in range(M)}
+        y = gdln.forward(graph, core, inputs, edge_gates=gates, nonlinearity="leaky_relu", slope=0.1)[f"y{j}"]
+        np.testing.assert_allclose(out[i, j], y, atol=1e-12)
+
+
+def _core_dataset(graph, task, mask):
+    """The trained routes as a core Dataset: input x_i, one-hot target sigma_j(label) at y_j."""
+    routes = list(zip(*np.nonzero(mask)))
+    N, M = len(task.labels), task.modules
+    inputs = {f"x{k}": np.concatenate([task.X[i] * (k == i) for i, _ in routes]) for k in range(M)}
+    targets = {f"y{k}": np.concatenate([np.eye(10)[task.label_maps[j][task.labels]] * (k == j) for _, j in routes])
+               for k in range(M)}
+    return gdln.route_table(graph, mask).dataset(inputs, targets, np.repeat(np.arange(len(routes)), N))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_training_equals_the_core_trainer(task, loss):
+    """Full-batch heavy-ball GD on every trained route: the same parameters as gdln.train on the
+    core routing graph with route gates (loss = mean over examples = mean over routes), to 1e-10."""
+    graph = route_graph(task, 5)
+    mask = gdln.consecutive(3, 2)
+    core0 = gdln.init_params(jax.random.key(0), graph, "xavier", 0.5, biases=True)
+    core = gdln.train(graph, _core_dataset(graph, task, mask), core0,
+                      gdln.TrainOptions(steps=40, lr=0.2, momentum=0.9, loss=loss, method="data"), progress=False)
+    ours = train_routes(task, mask, jax.tree.map(lambda a: a[None], from_graph_params(graph, core0)),
+                        RouteOptions(steps=40, lr=0.2, momentum=0.9, batch_size=None, loss=loss, method="data",
+                                     records=2))
+    final = to_graph_params(jax.tree.map(lambda a: a[0], ours.params))
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), final, core.params)
+    assert max(jax.tree.leaves(diff)) < 1e-10
+    assert ours.loss["train"][0, -1][mask].mean() == pytest.approx(float(np.ravel(core.loss)[-1]), rel=1e-10)
+
+
+def test_moment_space_training_equals_data_space(task):
+    """MSE, full batch, linear, biases, two hidden layers: training on each domain's moments (<= N0 + 1
+    effective rows instead of N images) gives the data-space trajectory to 1e-10."""
+    params = init_routes(task, 5, seeds=[0, 1], gains=(0.3,), layers=2)
+    opts = RouteOptions(steps=60, lr=0.3, momentum=0.5, batch_size=None, loss="mse", records=6)
+    moment = train_routes(task, gdln.band(3, 0, 1), params, opts)
+    data = train_routes(task, gdln.band(3, 0, 1), params, RouteOptions(**{**opts.__dict__, "method": "data"}))
+    assert moment.method == "moment" and data.method == "data"
+    assert moment_batch(task, True).x.shape[1] <= task.N0 + 1
+    assert np.abs(moment.loss["train"] - data.loss["train"]).max() < 1e-10
+    trained = moment.loss["train"][..., gdln.band(3, 0, 1)].mean((0, 2))
+    assert trained[-1] < 0.9 * trained[0], trained  # it learned (beyond the mean)
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), moment.params, data.params)
+    assert max(jax.tree.leaves(diff)) < 1e-10
+
+
+def test_runs_train_independently_and_minibatches_are_seeded(task):
+    params = init_routes(task, 4, seeds=[0, 1], gains=(1.0, 0.01))
+    full = RouteOptions(steps=20, lr=0.1, batch_size=None, records=2)
+    together = train_routes(task, gdln.consecutive(3, 2), params, full)
+    alone = train_routes(task, gdln.consecutive(3, 2), jax.tree.map(lambda a: a[2:3], params), full)
+    np.testing.assert_allclose(together.accuracy["test"][2], alone.accuracy["test"][0], atol=1e-12)
+    np.testing.assert_allclose(together.loss["test"][2], alone.loss["test"][0], atol=1e-12)
+    sgd = RouteOptions(steps=45, lr=0.05, batch_size=8, records=3)
+    a, b = (train_routes(task, gdln.consecutive(3, 2), params, sgd, key=k) for k in (0, 0))
+    c = train_routes(task, gdln.consecutive(3, 2), params, sgd, key=1)
+    assert np.array_equal(a.loss["train"], b.loss["train"]) and not np.allclose(a.loss["train"], c.loss["train"])
+    assert np.array_equal(a.step, [0, 15, 30, 45])
+    np.testing.assert_allclose(a.epoch, a.step * 8 / 120)  # passes over the 120 training images per route
+    np.testing.assert_allclose(a.time, 0.05 * a.step / (1 - 0.9))
+    ds = a.to_xarray()
+    assert ds.accuracy_test.dims == ("run", "step", "input", "output") and ds.trained.values.sum() == 6
+
+
+def test_bad_input_is_named(task):
+    params = init_routes(task, 4, seeds=[0])
+    opts = RouteOptions(steps=5, lr=0.1)
+    with pytest.raises(GateError, match="shape \\(2, 2\\)"):
+        train_routes(task, np.ones((2, 2), bool), params, opts)
+    with pytest.raises(GateError, match="no route"):
+        train_routes(task, np.zeros((3, 3), bool), params, opts)
+    with pytest.raises(ShapeError, match="batch_size 500"):
+        train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=5, lr=0.1, batch_size=500))
+    with pytest.raises(ShapeError, match="leading run axis"):
+        train_routes(task, gdln.band(3, 0, 0), jax.tree.map(lambda a: a[0], params), opts)
+    with pytest.raises(UnsupportedError, match="moment-space"):
+        RouteOptions(steps=5, lr=0.1, method="moment").resolve_method()
+    with pytest.raises(UnsupportedError, match="nonlinearity 'tanh'"):
+        RouteOptions(steps=5, lr=0.1, nonlinearity="tanh")
+    with pytest.raises(DivergenceError, match="run 0 at step .* lr = 1e\\+06"):
+        train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=50, lr=1e6, batch_size=None, loss="mse"))
