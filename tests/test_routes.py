@@ -183,5 +183,14 @@ def test_bad_input_is_named(task):
         RouteOptions(steps=5, lr=0.1, method="moment").resolve_method()
     with pytest.raises(UnsupportedError, match="nonlinearity 'tanh'"):
         RouteOptions(steps=5, lr=0.1, nonlinearity="tanh")
-    with pytest.raises(DivergenceError, match="run 0 at step .* lr = 1e\\+06"):
-        train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=50, lr=1e6, batch_size=None, loss="mse"))
+    with pytest.raises(DivergenceError, match="run 0 at step .* lr = 1e\\+06; lower lr"):
+        train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=50, lr=1e6, loss="mse"))
+    # Full batch: the message gives the stability limit 2 (1 + momentum) / lambda_max at the start,
+    # and a step just below it trains.
+    with pytest.raises(DivergenceError, match="stable there only for lr < ") as err:
+        train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=200, lr=50.0, batch_size=None,
+                                                                      loss="mse", momentum=0.5))
+    limit = float(str(err.value).split("lr < ")[1].split()[0])
+    ok = train_routes(task, gdln.band(3, 0, 0), params, RouteOptions(steps=200, lr=0.5 * limit, batch_size=None,
+                                                                       loss="mse", momentum=0.5, records=1))
+    assert np.isfinite(ok.loss["train"]).all()

@@ -41,7 +41,7 @@ from .graph import Graph, routing
 from .model import InitScheme, Nonlinearity, activation, init_params
 from .routes import RouteTask
 from .stats import ContextStats, effective_examples
-from .train import check_step, resolve_method
+from .train import check_step, resolve_method, sharpness
 
 RouteParams = dict[str, jax.Array]
 
@@ -330,6 +330,21 @@ def _compiled(opts: RouteOptions, shape: tuple[int, int, int]):
     return jax.jit(init), jax.jit(run_chunk)
 
 
+def _divergence_error(diverged, params, batch, routes, opts: RouteOptions) -> DivergenceError:
+    bad = np.flatnonzero(diverged >= 0)
+    msg = (f"training diverged: run{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} (run {bad[0]} at step "
+           f"{diverged[bad[0]]}: loss non-finite) with lr = {opts.lr:g}")
+    if opts.batch_size is not None:
+        return DivergenceError(msg + "; lower lr, or the initial gain")
+    # Full batch: the curvature at run bad[0]'s initial point bounds the stable step there.
+    start = jax.tree.map(lambda a: a[bad[0]], params)
+    lam = sharpness(lambda p: objective(p, batch, routes, opts), start)
+    return DivergenceError(msg + f". At its initial point the loss Hessian's largest eigenvalue is {lam:.4g}, so "
+                           f"{'heavy-ball ' if opts.momentum else ''}gradient descent is stable there only for "
+                           f"lr < {2 * (1 + opts.momentum) / lam:.4g} (2{'(1 + momentum)' if opts.momentum else ''} "
+                           "/ lambda_max)")
+
+
 @dataclass(frozen=True, eq=False)
 class RouteResult:
     """Metrics of every route (i, j), per run and record: ``loss[split]`` and ``accuracy[split]`` have
@@ -410,10 +425,7 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
             bar.update(int(c.sum()))
     diverged = np.asarray(state.diverged)
     if (diverged >= 0).any():
-        bad = np.flatnonzero(diverged >= 0)
-        raise DivergenceError(f"training diverged: run{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} "
-                              f"(run {bad[0]} at step {diverged[bad[0]]}: loss non-finite) with lr = {opts.lr:g}; "
-                              "lower lr, or the initial gain")
+        raise _divergence_error(diverged, params, batch, routes, opts)
     rec = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(schedule)], *records)
     per_epoch = N / opts.batch_size if opts.batch_size else 1
     return RouteResult(opts, method, np.asarray(explicit(mask)), state.params, schedule, schedule / per_epoch,

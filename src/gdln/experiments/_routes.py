@@ -46,7 +46,7 @@ class Routes:
     loss: str = "cross_entropy"
     lr: float = 0.05
     momentum: float = 0.9
-    batch_size: int = 8                # per trained route (task)
+    batch_size: int | None = 8         # per trained route (task); None: full-batch GD
     steps: int = 3000
     records: int = 15
     eval_examples: int | None = 1000
@@ -136,7 +136,7 @@ def compute(s: Routes, progress: bool | None = None) -> Outcome:
     }
     for ds in panels.values():
         ds.attrs.update(task=task.description, chance=1.0 / task.classes)
-    summary = {**common, "fractions": fractions, "final_epoch": float(r.epoch[-1])}
+    summary = {**common, "trainer": r.method, "fractions": fractions, "final_epoch": float(r.epoch[-1])}
     for nl in s.nonlinearities:
         f = panels["fraction"].sel(nonlinearity=nl).isel(step=-1).mean("seed")
         g = panels["gain"].sel(nonlinearity=nl).isel(step=-1).mean("seed")
@@ -156,28 +156,32 @@ def plot(outcome: Outcome, s: Routes, folder, name: str) -> list:
 
     fr, gn, rt = (outcome.panels[k] for k in ("fraction", "gain", "routes"))
     with style() as plt:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+        fig, axes = plt.subplots(2, 3, figsize=(13, 7.2), layout="constrained", sharex="col")
         for c, nl in enumerate(fr.nonlinearity.values):
-            for metric, ls, what in (("test_accuracy_trained", "-", "trained routes"),
-                                     ("test_accuracy_untrained", "--", "untrained routes (zero-shot)")):
-                for ax, ds, x in ((axes[0], fr, fr.k.values / s.modules), (axes[1], gn, gn.gain.values)):
-                    v = ds[metric].sel(nonlinearity=nl).isel(step=-1)
-                    ax.errorbar(x, v.mean("seed"), v.std("seed"), color=f"C{c}", ls=ls, marker="o", ms=3,
-                                capsize=2, label=f"{nl}: {what}")
-            curve = fr.sel(nonlinearity=nl, k=s.k_gain).mean("seed")
-            axes[2].plot(curve.epoch, curve.test_accuracy_trained, color=f"C{c}", label=f"{nl}: trained")
-            axes[2].plot(curve.epoch, curve.test_accuracy_untrained, color=f"C{c}", ls="--", label=f"{nl}: untrained")
-        for ax in axes:
+            for row, kind in zip(axes, ("accuracy", "loss")):
+                for trained, ls, what in ((True, "-", "trained routes"), (False, "--", "untrained routes (zero-shot)")):
+                    metric = f"test_{kind}_{'trained' if trained else 'untrained'}"
+                    for ax, ds, x in ((row[0], fr, fr.k.values / s.modules), (row[1], gn, gn.gain.values)):
+                        v = ds[metric].sel(nonlinearity=nl).isel(step=-1)
+                        ax.errorbar(x, v.mean("seed"), v.std("seed"), color=f"C{c}", ls=ls, marker="o", ms=3,
+                                    capsize=2, label=f"{nl}: {what}")
+                    curve = fr[metric].sel(nonlinearity=nl, k=s.k_gain).mean("seed")
+                    row[2].plot(fr.epoch, curve, color=f"C{c}", ls=ls, label=f"{nl}: {what}")
+        for ax in axes[0]:
             ax.axhline(fr.attrs["chance"], color="0.6", lw=0.6, ls=":")
-            ax.set_ylabel("test accuracy")
-            ax.set_ylim(0, 1)
-        axes[0].set(xlabel="fraction of routes trained, K/M", title=f"vs K/M (initial gain {s.gain:g})")
-        axes[1].set(xscale="log", xlabel="initial gain (Xavier)",
-                    title=f"vs initial gain (K/M = {s.k_gain / s.modules:g})")
-        axes[2].set(xlabel="epoch (passes over the training images, per route)",
-                    title=f"learning curves (K/M = {s.k_gain / s.modules:g}, gain {s.gain:g})")
-        axes[0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{fr.attrs['task']}; dotted: chance", fontsize=8)
+            ax.set(ylabel="test accuracy", ylim=(0, 1))
+        for ax in axes[1]:
+            p = fr.attrs["chance"]  # the uniform prediction: cross-entropy log C, squared error (1 - 1/C) / 2
+            ax.axhline(-np.log(p) if s.loss == "cross_entropy" else 0.5 * (1 - p), color="0.6", lw=0.6, ls=":")
+            ax.set(ylabel=f"test loss ({s.loss.replace('_', '-')})", yscale="log")
+        axes[1, 0].set(xlabel="fraction of routes trained, K/M")
+        axes[1, 1].set(xscale="log", xlabel="initial gain (Xavier)")
+        axes[1, 2].set(xlabel="epoch (passes over the training images, per route)")
+        axes[0, 0].set_title(f"vs K/M (initial gain {s.gain:g})")
+        axes[0, 1].set_title(f"vs initial gain (K/M = {s.k_gain / s.modules:g})")
+        axes[0, 2].set_title(f"learning curves (K/M = {s.k_gain / s.modules:g}, gain {s.gain:g})")
+        axes[0, 0].legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"{fr.attrs['task']}; dotted: chance (loss of the uniform prediction)", fontsize=8)
         paths = save(fig, folder / name)
         plt.close(fig)
 
