@@ -137,3 +137,20 @@ def test_mnist_with_a_data_folder_reads_the_full_idx_files(tmp_path):
                            k_gain=2, steps=20, records=1)
     assert outcome.summary["task"].startswith("mnist-idx: 3 input domains") and "300 train / 100 test" in \
         outcome.summary["task"]
+
+
+def test_gate_table_patterns_train_k_routes_per_input_domain():
+    """pattern consecutive / band / random: K trained output domains per input domain; consecutive
+    and band also train every decoder K times; an unknown pattern is named."""
+    from gdln.errors import ConfigError
+    from gdln.experiments._routes import Routes, _mask
+
+    for pattern in ("consecutive", "band", "random"):
+        for k in (1, 4, 9):
+            mask = _mask(Routes(pattern=pattern), k)
+            assert mask.sum(1).tolist() == [k] * 10, (pattern, k)
+            if pattern != "random":
+                assert mask.sum(0).tolist() == [k] * 10
+    assert _mask(Routes(pattern="band"), 3)[5].nonzero()[0].tolist() == [4, 5, 6]
+    with pytest.raises(ConfigError, match="pattern 'diagonal'"):
+        _mask(Routes(pattern="diagonal"), 2)

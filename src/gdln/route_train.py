@@ -195,8 +195,9 @@ class Routes(NamedTuple):
     inverse: jax.Array   # (M, C): sigma_j^-1
 
 
-def route_table(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
-    """The padded table of trained routes of ``mask`` (M x M)."""
+def trained_routes(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
+    """The trained routes of ``mask`` (M x M) as a table of decoders per input domain, padded
+    (``valid`` = 0) where input domains train different numbers of routes."""
     mask = explicit(mask)
     M = len(label_maps)
     if mask.shape != (M, M):
@@ -391,7 +392,7 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     replacement within an epoch (run r uses ``fold_in(PRNGKey(key), r)``). Raises
     :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite.
     """
-    routes = route_table(mask, task.label_maps)
+    routes = trained_routes(mask, task.label_maps)
     runs = params["enc"].shape[0] if params["enc"].ndim == 4 else None
     if runs is None:
         raise ShapeError("params need a leading run axis (see init_routes)")

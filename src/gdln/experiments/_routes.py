@@ -97,6 +97,8 @@ def compute(s: Routes, progress: bool | None = None) -> Outcome:
     if s.gain not in s.gains or s.k_gain not in s.ks:
         raise gdln.errors.ConfigError(f"gain {s.gain} must be one of gains {list(s.gains)} and k_gain {s.k_gain} "
                                       f"one of ks {list(s.ks)}: the two sweeps share that run")
+    for k in s.ks:
+        _mask(s, k)  # every gate table is valid before any data is read
     source = "mnist-idx" if s.source == "mnist" and s.folder is not None else s.source
     if source in ("mnist-idx", "cifar10") and s.folder is None:
         raise gdln.errors.SkippedError(f"source {source!r} is read from a local folder, and none was given: pass "
