@@ -44,6 +44,8 @@ def test_sequences_cannot_be_rotated_and_unknown_options_are_named():
         route_task("svhn", 4)
     with pytest.raises(ConfigError, match="folder="):
         route_task("cifar10", 4)
+    seq = route_task("mnist1d", 2, input_transform="permutation", n_test=500, centre=False)
+    assert seq.X.shape == (2, 4500, 40) and np.allclose(np.sort(seq.X[1], axis=1), np.sort(seq.X[0], axis=1))
 
 
 def test_label_permutations_are_seeded_distinct_and_random():
