@@ -108,6 +108,17 @@ def test_batched_forward_equals_the_core_network_on_route_gates(task):
         np.testing.assert_allclose(out[i, j], y, atol=1e-12)
 
 
+def test_runs_start_from_the_core_initialisation_of_each_gain_and_seed(task):
+    """init_routes = gdln.init_params(PRNGKey(seed), route graph, "xavier", gain), gains outer, for
+    every weight and bias (two hidden layers)."""
+    params = init_routes(task, 5, seeds=[0, 3], gains=(1.0, 0.1), layers=2)
+    graph = route_graph(task, 5, layers=2)
+    for r, (gain, seed) in enumerate(itertools.product((1.0, 0.1), (0, 3))):
+        core = from_graph_params(graph, gdln.init_params(jax.random.key(seed), graph, "xavier", gain, biases=True))
+        assert all(np.array_equal(params[k][r], core[k]) for k in core), (gain, seed)
+    assert params["b_enc"].shape == (4, 3, 5) and params["hid"].shape == (4, 1, 5, 5)
+
+
 def _core_dataset(graph, task, mask):
     """The trained routes as a core Dataset: input x_i, one-hot target sigma_j(label) at y_j."""
     routes = list(zip(*np.nonzero(mask)))

@@ -38,10 +38,10 @@ from tqdm.auto import tqdm
 from .errors import DivergenceError, GateError, ShapeError, UnsupportedError
 from .gates import explicit
 from .graph import Graph, routing
-from .model import InitScheme, Nonlinearity, activation, init_params
+from .model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
 from .routes import RouteTask
 from .stats import ContextStats, effective_examples
-from .train import check_step, resolve_method, sharpness
+from .train import check_step, resolve_method, sharpness, stable_step_note
 
 RouteParams = dict[str, jax.Array]
 
@@ -88,18 +88,22 @@ def route_graph(task: RouteTask, hidden: int, layers: int = 1) -> Graph:
 
 
 def from_graph_params(graph: Graph, params) -> RouteParams:
-    """Core parameters of a :func:`gdln.routing` graph (one sharing level) -> the stacked layout."""
+    """Core parameters of a :func:`gdln.routing` graph (one sharing level) -> the stacked layout.
+    Leading axes (runs) are kept: the domain axis goes right after them."""
     M = len(graph.inputs)
     L = sum(1 for e in graph.edges if e.name.startswith("hid")) + 1
-    stack = lambda d, names: jnp.stack([d[n] for n in names], axis=-3 + (d[names[0]].ndim == 1))  # noqa: E731
     enc, dec, hid = [f"enc{i}" for i in range(M)], [f"dec{j}" for j in range(M)], [f"hid{k}" for k in range(1, L)]
+
+    def stack(d, names, rank):  # rank: 2 for weights, 1 for biases
+        return jnp.stack([d[n] for n in names], axis=d[names[0]].ndim - rank)
+
     W = params["W"]
-    out = {"enc": stack(W, enc), "dec": stack(W, dec)}
+    out = {"enc": stack(W, enc, 2), "dec": stack(W, dec, 2)}
     if hid:
-        out["hid"] = stack(W, hid)
+        out["hid"] = stack(W, hid, 2)
     if "b" in params:
         b = params["b"]
-        out |= {"b_enc": stack(b, enc), "b_dec": stack(b, dec)} | ({"b_hid": stack(b, hid)} if hid else {})
+        out |= {"b_enc": stack(b, enc, 1), "b_dec": stack(b, dec, 1)} | ({"b_hid": stack(b, hid, 1)} if hid else {})
     return out
 
 
@@ -118,13 +122,11 @@ def to_graph_params(params: RouteParams) -> dict:
 def init_routes(task: RouteTask, hidden: int, seeds, gains=(1.0,), *, layers: int = 1, biases: bool = True,
                 scheme: InitScheme = "xavier", dtype=jnp.float64) -> RouteParams:
     """Initial parameters of one run per (gain, seed), gains outer: a leading run axis of length
-    len(gains) * len(seeds). Each run is :func:`gdln.init_params` of the route graph (Xavier uniform
+    len(gains) * len(seeds). Each run is :func:`gdln.init_seeds` of the route graph (Xavier uniform
     by default: W ~ U(-a, a), a = gain sqrt(6 / (fan_in + fan_out)); biases zero) with key PRNGKey(seed)."""
     graph = route_graph(task, hidden, layers)
-    runs = [from_graph_params(graph, init_params(jax.random.key(int(s)), graph, scheme, float(g), biases=biases,
-                                                 dtype=dtype))
-            for g in gains for s in seeds]
-    return jax.tree.map(lambda *a: jnp.stack(a), *runs)
+    runs = [init_seeds(seeds, graph, scheme, float(g), biases=biases, dtype=dtype) for g in gains]
+    return from_graph_params(graph, stack_params(*runs))
 
 
 # ----------------------------------------------------------------- the network
@@ -340,10 +342,7 @@ def _divergence_error(diverged, params, batch, routes, opts: RouteOptions) -> Di
     # Full batch: the curvature at run bad[0]'s initial point bounds the stable step there.
     start = jax.tree.map(lambda a: a[bad[0]], params)
     lam = sharpness(lambda p: objective(p, batch, routes, opts), start)
-    return DivergenceError(msg + f". At its initial point the loss Hessian's largest eigenvalue is {lam:.4g}, so "
-                           f"{'heavy-ball ' if opts.momentum else ''}gradient descent is stable there only for "
-                           f"lr < {2 * (1 + opts.momentum) / lam:.4g} (2{'(1 + momentum)' if opts.momentum else ''} "
-                           "/ lambda_max)")
+    return DivergenceError(f"{msg}. {stable_step_note(lam, opts.momentum, 'its initial point')}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -550,10 +550,13 @@ def _divergence_error(graph, opts, batch, state0, state, run_chunk, evals, chunk
         f"at step {int(diverged[s])} (loss non-finite or above {float(state.bound[s]):.3g}) with lr = {lr:g}."
     )
     lam = sharpness(lambda p: total_loss(graph, opts, p, batch), params)
-    limit = 2 * (1 + opts.momentum) / lam
-    msg += (
-        f" At its lowest-loss point (step {best}) the full-batch loss Hessian's largest eigenvalue is {lam:.4g}, "
-        f"so {'gradient descent' if opts.momentum == 0 else 'heavy-ball gradient descent'} is stable there only "
-        f"for lr < {limit:.4g} (2{'(1 + momentum)' if opts.momentum else ''} / lambda_max)."
-    )
-    return DivergenceError(msg)
+    return DivergenceError(msg + " " + stable_step_note(lam, opts.momentum, f"its lowest-loss point (step {best})")
+                           + ".")
+
+
+def stable_step_note(lam: float, momentum: float, where: str) -> str:
+    """The sentence a divergence error gives: (heavy-ball) GD is stable at ``where`` only for
+    lr < 2 (1 + momentum) / lambda_max, with lambda_max the loss Hessian's largest eigenvalue there."""
+    return (f"At {where} the full-batch loss Hessian's largest eigenvalue is {lam:.4g}, so "
+            f"{'gradient descent' if momentum == 0 else 'heavy-ball gradient descent'} is stable there only for "
+            f"lr < {2 * (1 + momentum) / lam:.4g} (2{'(1 + momentum)' if momentum else ''} / lambda_max)")

@@ -164,6 +164,7 @@ def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, b
     (selection, label, colour, gated), theory = line (solid for gated networks, dotted for the
     deep linear network), GP limit = dashed line (gated networks, with ``gp``), Langevin = markers."""
     xs = error[x].values
+    axes[0].set_ylabel("mean squared error (±1 labels)")
     for ax, part in zip(axes, PARTS):
         for sel, label, colour, is_gated in curves:
             e = error.sel(sel).sel(part=part)

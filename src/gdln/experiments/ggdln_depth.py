@@ -79,7 +79,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
             ax.plot(ds.depth, ds.error.sel(alpha=ds.alpha[0], net="ggdln", estimate="gp", part=part), "k--", lw=1.4,
                     label="GP limit (any N)")
             ax.set(xlabel="depth L (hidden layers)", xticks=ds.depth.values)
-        axes[0].set_ylabel("mean squared error (±1 labels)")
         axes[1].set_yscale("log")
         handles, labels = axes[2].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", fontsize=7)

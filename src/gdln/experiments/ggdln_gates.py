@@ -130,7 +130,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
                        label="GGDLN GP, M → ∞")
             ax.set(xscale="log", xlabel="gates per hidden layer M")
             ax.set_xticks(Ms, [str(m) for m in Ms])
-        axes[0].set_ylabel("mean squared error (±1 labels)")
         axes[2].legend(fontsize=7, loc="upper right")
         d = axes[3]
         d.plot(Ms, ds.kernel_distance.sel(reference="relu"), "o-", color="k", label="to ReLU arc-cosine kernel")

@@ -177,7 +177,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
         for k, sch in enumerate(SCHEMES):  # the spread over tasks of the theory's error, as a band
             e = ds.per_task.sel(scheme=sch, estimate="theory", part="error")
             axes[2].fill_between(n, e.min("task"), e.max("task"), color=f"C{k}", alpha=0.12, lw=0)
-        axes[0].set_ylabel("mean squared error (±1 labels)")
         axes[2].legend(fontsize=7, loc="upper left")
         d = axes[3]
         order = np.argsort(ov.overlap.values)

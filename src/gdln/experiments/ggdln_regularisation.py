@@ -84,7 +84,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
                                              else "temperature T") + f", {fixed}")
                 best = int(np.argmin(ds.error.sel(net="ggdln", estimate="theory", part="error").values))
                 ax.axvline(ds[name].values[best], color="C0", lw=0.6, ls=":")
-            row[0].set_ylabel("mean squared error (±1 labels)")
             row[1].set_yscale("log")
         handles, labels = axes[0, 2].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", fontsize=8)

@@ -97,7 +97,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
         for ax, letter in zip(axes[:3], "abc"):
             ax.set(xscale="log", xlabel="gates per hidden layer M", title=f"({letter}) {ax.get_title()}")
             ax.set_xticks(Ms, [str(m) for m in Ms])
-        axes[0].set_ylabel("mean squared error (±1 labels)")
         fig.legend(*axes[2].get_legend_handles_labels(), loc="outside right center", fontsize=7)
         for k, f in enumerate(FAMILIES):
             axes[3].plot(Ms, ds.V.sel(family=f), "o-", color=f"C{k}", label=f"{names[f]}: V")

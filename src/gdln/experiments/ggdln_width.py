@@ -76,7 +76,6 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
             inverse = lambda v: P / np.maximum(v, 1e-9)  # noqa: E731  (alpha = P / N and back)
             top = ax.secondary_xaxis("top", functions=(inverse, inverse))
             top.set_xlabel("α = P / N")
-        axes[0].set_ylabel("mean squared error (±1 labels)")
         axes[1].set_yscale("log")
         handles, labels = axes[2].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", fontsize=7)
