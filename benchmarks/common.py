@@ -19,6 +19,17 @@ def best_of(fn, repeats: int = 3) -> float:
     return min(times)
 
 
+def marginal(call, short: int, long: int, repeats: int = 1) -> tuple[float, float]:
+    """(seconds per step, fixed seconds per call) of ``call(steps)`` from two run lengths: each length
+    is called once first (compiling for its schedule), then timed (best of ``repeats``)."""
+    walls = []
+    for n in (short, long):
+        call(n)
+        walls.append(best_of(lambda: call(n), repeats))  # noqa: B023 - called before n changes
+    per_step = (walls[1] - walls[0]) / (long - short)
+    return per_step, walls[0] - short * per_step
+
+
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -12,19 +12,18 @@ import time
 
 import gdln
 
-from .common import best_of, table
+from .common import marginal, table
 
 COLUMNS = ["P", "data ms/step", "moment ms/step", "ratio", "statistics s (once)"]
 
 
 def step_time(g, data, params, method: str, n1: int, n2: int) -> float:
     """Marginal seconds per full-batch GD step."""
-    def timed(n):
+    def call(n):
         opts = gdln.TrainOptions(steps=n, lr=0.16, method=method, record_steps=(0, n), record_singular_values=False)
-        gdln.train(g, data, params, opts, progress=False)  # compile for this schedule
-        return best_of(lambda: gdln.train(g, data, params, opts, progress=False), 2)
+        gdln.train(g, data, params, opts, progress=False)
 
-    return (timed(n2) - timed(n1)) / (n2 - n1)
+    return marginal(call, n1, n2, repeats=2)[0]
 
 
 def run(sizes=(1_000, 10_000, 100_000, 1_000_000), hidden=64) -> list[dict]:

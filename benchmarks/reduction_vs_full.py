@@ -14,7 +14,7 @@ import time
 import gdln
 from gdln.reduction import reduce
 
-from .common import best_of, table
+from .common import marginal, table
 from .moment_vs_data import step_time
 
 COLUMNS = ["hidden width", "full ms/step", "reduced us/step", "ratio", "links", "reduce s (once)"]
@@ -23,12 +23,10 @@ COLUMNS = ["hidden width", "full ms/step", "reduced us/step", "ratio", "links", 
 def reduced_step_time(red, n1: int, n2: int) -> float:
     b0 = red.init(0.08)
 
-    def timed(n):
-        opts = gdln.TrainOptions(steps=n, lr=0.16, record_steps=(0, n))
-        red.simulate(b0, opts)  # compile for this schedule
-        return best_of(lambda: red.simulate(b0, opts), 3)
+    def call(n):
+        red.simulate(b0, gdln.TrainOptions(steps=n, lr=0.16, record_steps=(0, n)))
 
-    return (timed(n2) - timed(n1)) / (n2 - n1)
+    return marginal(call, n1, n2, repeats=3)[0]
 
 
 def run(widths=(16, 64, 256, 1024, 2048)) -> list[dict]:

@@ -28,19 +28,9 @@ import gdln
 from gdln.route_train import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
 from gdln.routes import route_task
 
+from .common import marginal
+
 COLUMNS = ["case", "rows per domain", "steps/s", "examples/s", "GFLOP/s", "speed-up", "setup s", "max |dloss|"]
-
-
-def _marginal(call, short: int, long: int) -> tuple[float, float]:
-    """(seconds per step, fixed seconds per call) of ``call(steps)`` from two lengths (compiled first)."""
-    call(short)
-    walls = []
-    for n in (short, long):
-        t = time.perf_counter()
-        call(n)
-        walls.append(time.perf_counter() - t)
-    per_step = (walls[1] - walls[0]) / (long - short)
-    return per_step, walls[0] - short * per_step
 
 
 def _scan(loss_fn, params, xs, ys, steps):
@@ -104,7 +94,7 @@ def batched_vs_loop(task, steps: int = 200, K: int = 5, B: int = 8, H: int = 128
     # The whole trainer (per-route epochs of sampling, momentum), one evaluation at the end: the
     # per-step cost from two run lengths, and the fixed cost per call (data to device, evaluation).
     params = init_routes(task, H, [0], (1e-3,), dtype=jnp.float32)
-    per_step, fixed = _marginal(lambda n: train_routes(task, mask, params, RouteOptions(
+    per_step, fixed = marginal(lambda n: train_routes(task, mask, params, RouteOptions(
         steps=n, lr=0.05, records=1, eval_examples=100)), steps, 6 * steps)
     rows.append({"case": "train_routes (SGD, batch 8 per route)", "rows per domain": K * B, "steps/s": 1 / per_step,
                  "examples/s": examples / per_step, "GFLOP/s": flops / per_step / 1e9,
@@ -123,7 +113,7 @@ def moment_vs_data(task, steps: int = 100, K: int = 5, H: int = 64) -> list[dict
                              eval_examples=100)
             results[method] = train_routes(task, mask, params, o)
 
-        per_step, fixed = _marginal(call, steps // 5, steps)
+        per_step, fixed = marginal(call, steps // 5, steps)
         base = base or per_step
         n = N if method == "data" else gdln.route_train.moment_batch(task, True).x.shape[1]
         rows.append({"case": f"full-batch MSE, {method} space, N0 = {task.N0}", "rows per domain": n,

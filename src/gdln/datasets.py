@@ -14,11 +14,10 @@ K0(x, x) = x . x / N0 = 1 and gate thresholds have the same meaning on every dat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import gzip
 import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -66,6 +66,11 @@ def init_params(
     return params
 
 
+def as_key(key: jax.Array | int) -> jax.Array:
+    """A JAX PRNG key: ``key`` itself, or ``jax.random.key(key)`` for an integer seed."""
+    return key if isinstance(key, jax.Array) else jax.random.key(int(key))
+
+
 def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: float = 1.0, **kwargs) -> Params:
     """:func:`init_params` for each integer seed, stacked on a leading seed axis (key = PRNGKey(seed))."""
     keys = jnp.stack([jax.random.key(int(s)) for s in seeds])

@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .errors import DivergenceError, GateError, ShapeError, UnsupportedError
 from .gates import explicit
@@ -41,7 +40,7 @@ from .graph import Graph, routing
 from .model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
 from .routes import RouteTask
 from .stats import ContextStats, effective_examples
-from .train import check_step, resolve_method, sharpness, stable_step_note
+from .train import check_step, resolve_method, run_schedule, sharpness, stable_step_note
 
 RouteParams = dict[str, jax.Array]
 
@@ -315,11 +314,10 @@ def _compiled(opts: RouteOptions, shape: tuple[int, int, int]):
         at = jax.vmap(evaluate, in_axes=(0, None, None, None, None))
         return {name: at(s.params, x, labels, maps, opts) for name, (x, labels, maps) in evals.items()}
 
-    def init(params, keys, evals):
+    def init(params, keys):
         runs = keys.shape[0]
-        s = _State(params, opt.init(params), jnp.zeros((), int), keys, jnp.zeros((runs, M, K, N), int),
-                   jnp.full(runs, -1))
-        return s, record(s, evals)
+        return _State(params, opt.init(params), jnp.zeros((), int), keys, jnp.zeros((runs, M, K, N), int),
+                      jnp.full(runs, -1))
 
     def run_chunk(s: _State, counts, batch, routes, evals):
         def interval(s, n):
@@ -392,9 +390,9 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite.
     """
     routes = trained_routes(mask, task.label_maps)
-    runs = params["enc"].shape[0] if params["enc"].ndim == 4 else None
-    if runs is None:
+    if params["enc"].ndim != 4:
         raise ShapeError("params need a leading run axis (see init_routes)")
+    runs = params["enc"].shape[0]
     M, N, d = task.X.shape
     if params["enc"].shape[1:] != (M, params["enc"].shape[2], d) or params["dec"].shape[1:3] != (M, task.classes):
         raise ShapeError(f"params (encoders {params['enc'].shape[1:]}, decoders {params['dec'].shape[1:]}) do not fit "
@@ -411,22 +409,13 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     # steps, records and eval size only shape the host loop: runs that differ in them share a compilation
     init, run_chunk = _compiled(replace(opts, steps=1, records=1, eval_examples=None), (M, routes.decoders.shape[1], N))
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(key), r))(jnp.arange(runs))
-    state, rec0 = init(params, keys, evals)
     schedule = np.unique(np.linspace(0, opts.steps, opts.records + 1).round().astype(int))
-    counts = np.diff(schedule)
-    chunk = max(1, math.ceil(len(counts) / 10))
-    padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, int)]).reshape(-1, chunk)
-    records = [jax.tree.map(lambda a: np.asarray(a)[:, None], rec0)]
-    with tqdm(total=opts.steps, delay=2.0, disable=None if progress is None else not progress, unit="step",
-              leave=False) as bar:
-        for c in padded:
-            state, rec = run_chunk(state, jnp.asarray(c), batch, routes, evals)
-            records.append(jax.device_get(rec))
-            bar.update(int(c.sum()))
+    counts = np.diff(schedule, prepend=0)  # the first entry, 0 steps, records the initial point
+    state, rec = run_schedule(run_chunk, init(params, keys), counts, max(1, math.ceil(len(counts) / 10)),
+                              (batch, routes, evals), progress)
     diverged = np.asarray(state.diverged)
     if (diverged >= 0).any():
         raise _divergence_error(diverged, params, batch, routes, opts)
-    rec = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(schedule)], *records)
     per_epoch = N / opts.batch_size if opts.batch_size else 1
     return RouteResult(opts, method, np.asarray(explicit(mask)), state.params, schedule, schedule / per_epoch,
                        opts.lr * schedule / (1 - opts.momentum),

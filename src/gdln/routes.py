@@ -165,10 +165,10 @@ def route_task(source: str = "mnist", modules: int = 10, *, input_transform: Inp
     if input_transform == "rotation" and len(shape) < 2:
         raise ConfigError(f"{source} holds sequences of shape {shape}, which cannot be rotated; "
                           "use input_transform='permutation'")
-    Xtr, ytr, Xte, yte = _base(source, folder, n_test, seed)
     for limit, name in ((examples, "examples"), (test_examples, "test_examples")):
         if limit is not None and limit < 1:
             raise ConfigError(f"{name} must be >= 1, got {limit}")
+    Xtr, ytr, Xte, yte = _base(source, folder, n_test, seed)
     if examples is not None and examples < len(ytr):
         keep = stratified_split(ytr, examples, seed)[1]
         Xtr, ytr = Xtr[keep], ytr[keep]

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .data import Dataset
 from .errors import DivergenceError, ShapeError, UnsupportedError
 from .graph import Graph
-from .model import Nonlinearity, Params, check_params, propagate, seed_batched
+from .model import Nonlinearity, Params, as_key, check_params, propagate, seed_batched
 from .stats import context_stats, effective_examples
 
 Method = Literal["auto", "data", "moment"]
@@ -467,7 +467,7 @@ def train_batch(
     evaluate = dict(evaluate or {})
     evals = tuple(data_batch(graph, d, dtype) for d in evaluate.values())
     init_state, run_chunk = _compiled(graph, shared, tuple(evaluate))
-    key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
+    key = as_key(key)
     keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.asarray(np.concatenate([np.arange(n) for n in sizes])))
     lrs = jnp.asarray(np.repeat([o.lr for o in options], sizes), dtype)
     state0 = init_state(stacked, keys, lrs, batch)
@@ -475,19 +475,9 @@ def train_batch(
     schedule = shared.schedule()
     counts = np.diff(schedule, prepend=0)
     chunk = max(1, math.ceil(len(counts) / 20))
-    padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, int)]).reshape(-1, chunk)
-    records, state = [], state0
-    with tqdm(total=shared.steps, delay=2.0, disable=None if progress is None else not progress, unit="step",
-              leave=False) as bar:
-        for c in padded:
-            state, rec = run_chunk(state, jnp.asarray(c), batch, tuple(b for b, _ in evals))
-            records.append(jax.device_get(rec))
-            bar.update(int(c.sum()))
-            if bool(jnp.all(state.diverged >= 0)):
-                break
+    state, rec = run_schedule(run_chunk, state0, counts, chunk, (batch, tuple(b for b, _ in evals)), progress)
     if (np.asarray(state.diverged) >= 0).any():
         raise _divergence_error(graph, shared, batch, state0, state, run_chunk, evals, chunk, sizes)
-    rec = jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(schedule)], *records)
 
     per_epoch = P // shared.batch_size if shared.batch_size else 1
     results, bounds = [], np.cumsum([0, *sizes])
@@ -512,6 +502,26 @@ def train_batch(
             },
         ))
     return results
+
+
+def run_schedule(run_chunk, state, counts: np.ndarray, chunk: int, args: tuple, progress: bool | None):
+    """The host loop of the trainers. ``run_chunk(state, counts, *args) -> (state, records)`` runs,
+    for each entry of ``counts``, that many steps and then records (records (runs, len(counts), ...));
+    it is called on ``chunk`` entries at a time (the last call padded with zeros, one compiled shape)
+    so that a progress bar in steps can move. Stops early once every run has diverged
+    (``state.diverged >= 0``). Returns the final state and the records of every entry, (runs,
+    len(counts), ...) host arrays."""
+    padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, int)]).reshape(-1, chunk)
+    records = []
+    with tqdm(total=int(counts.sum()), delay=2.0, disable=None if progress is None else not progress, unit="step",
+              leave=False) as bar:
+        for c in padded:
+            state, rec = run_chunk(state, jnp.asarray(c), *args)
+            records.append(jax.device_get(rec))
+            bar.update(int(c.sum()))
+            if bool(jnp.all(state.diverged >= 0)):
+                break
+    return state, jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(counts)], *records)
 
 
 def sharpness(loss_fn, params: Params, iters: int = 200, seed: int = 0) -> float:

@@ -10,9 +10,8 @@ Data layout: every panel holds ``error`` with dims (..., ``estimate``, ``part``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dataclasses
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np

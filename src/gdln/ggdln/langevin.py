@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import DivergenceError
+from ..model import as_key
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def langevin(energy: Callable, params, key: jax.Array | int, *, T: float, eta: f
         raise ValueError(f"need eta > 0, T >= 0, steps > burn_in >= 0, thin >= 1; got eta={eta}, T={T}, "
                          f"steps={steps}, burn_in={burn_in}, thin={thin}")
     observe = observe or (lambda theta: theta)
-    key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
+    key = as_key(key)
     chains = jax.tree.leaves(params)[0].shape[0]
     records = (steps - burn_in) // thin
     values, energies = _run(energy, observe, float(T), float(eta), int(burn_in), int(thin), int(records))(

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import GateError, ShapeError
+from ..model import as_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,8 +139,7 @@ class GlobalGates:
 
 
 def _normals(key, M: int, N0: int) -> np.ndarray:
-    key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
-    return np.asarray(jax.random.normal(key, (M, N0)))
+    return np.asarray(jax.random.normal(as_key(key), (M, N0)))
 
 
 class _Network:
@@ -280,8 +280,7 @@ class ReLUNetwork(_Network):
 
 
 def _gaussian(key, sigma2, dtype, gates: list[int], sizes: tuple[int, ...]) -> dict:
-    key = key if isinstance(key, jax.Array) else jax.random.key(int(key))
-    keys = jax.random.split(key, len(gates))
+    keys = jax.random.split(as_key(key), len(gates))
     W = [np.sqrt(sigma2) * jax.random.normal(k, (m, sizes[i + 1], sizes[i]), dtype)
          for i, (k, m) in enumerate(zip(keys[:-1], gates[:-1]))]
     return {"W": W, "a": np.sqrt(sigma2) * jax.random.normal(keys[-1], (gates[-1], sizes[-1]), dtype)}

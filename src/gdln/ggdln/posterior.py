@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ConfigError
+from ..model import as_key
 from .langevin import Samples, effective_sample_size, langevin
 from .model import GGDLN, ReLUNetwork
 from .theory import generalisation
@@ -80,7 +81,7 @@ def stable_step(net: GGDLN | ReLUNetwork, X, T: float, sigma2: float = 1.0, task
         v = jax.lax.fori_loop(0, iterations, power, jax.random.normal(k, (X.shape[0],), X.dtype))
         return v @ ntk(v)
 
-    keys = jax.random.split(_key(key), (draws, 2))
+    keys = jax.random.split(as_key(key), (draws, 2))
     lam = jax.jit(jax.vmap(lambda k: top(net.init(k[0], sigma2), k[1])))(keys)
     return 2 / (float(jnp.max(lam)) + T / sigma2)
 
@@ -116,9 +117,9 @@ def sample_posterior(net: GGDLN | ReLUNetwork, X, Y, Xt, *, T: float, sigma2: fl
         m, v = net.readout_predict(theta, X, Y, Xt, T, sigma2, G, Gt)
         return m, v, (net.order_parameters(theta, sigma2) if gated else [])
 
-    p0 = jax.vmap(lambda k: net.init(k, sigma2))(jax.random.split(_key(key), chains))
+    p0 = jax.vmap(lambda k: net.init(k, sigma2))(jax.random.split(as_key(key), chains))
     burn_steps = round(burn_in / eta)
-    s = langevin(lambda th: net.energy(th, X, Y, T, sigma2, G), p0, jax.random.fold_in(_key(key), 1), T=T, eta=eta,
+    s = langevin(lambda th: net.energy(th, X, Y, T, sigma2, G), p0, jax.random.fold_in(as_key(key), 1), T=T, eta=eta,
                  steps=burn_steps + thin * samples, burn_in=burn_steps, thin=thin, observe=observe)
     m, v, U = s.values
     m2 = m.reshape(-1, m.shape[-1])
@@ -126,7 +127,3 @@ def sample_posterior(net: GGDLN | ReLUNetwork, X, Y, Xt, *, T: float, sigma2: fl
     return Posterior(m2.mean(axis=0), v.reshape(-1, v.shape[-1]).mean(axis=0) + m2.var(axis=0),
                      [u.mean(axis=(0, 1)) for u in U] if gated else None, ess, eta, burn_steps * eta,
                      thin * samples * eta, s)
-
-
-def _key(key) -> jax.Array:
-    return key if isinstance(key, jax.Array) else jax.random.key(int(key))

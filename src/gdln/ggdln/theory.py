@@ -218,8 +218,8 @@ def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, task=None, tol: fl
             break
         z, residual = candidate, new
     V = _unpack(jnp.asarray(z), sizes)
-    U1 = _us(V, counts)[0]
-    K = _kernel(base, gamma[0], U1)
+    U = _us(V, counts)
+    K = _kernel(base, gamma[0], U[0])
     A = jax.scipy.linalg.cho_factor(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
     AiY = jax.scipy.linalg.cho_solve(A, Y)
     rhs = float(jnp.trace(jax.scipy.linalg.cho_solve(A, K)) - AiY @ K @ AiY)  # Tr(K_R S), no explicit inverse
@@ -230,16 +230,15 @@ def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, task=None, tol: fl
         if abs(lhs - r) > 1e-6 * (abs(r) + 1):
             raise GdlnError(f"sum rule fails at layer {layer}: N Tr(I - V) = {lhs:.10g}, Tr(K_R S) = {r:.10g}")
     task = None if task is None else np.asarray(task)
-    V = [_symmetric(net, V, i) for i in range(len(V))]
-    return Renormalisation(net, np.asarray(X), np.asarray(Y), task, T, sigma2, V, np.asarray(U1), np.asarray(K),
+    V = [_symmetric(net, U, i) for i in range(len(V))]
+    return Renormalisation(net, np.asarray(X), np.asarray(Y), task, T, sigma2, V, np.asarray(U[0]), np.asarray(K),
                            float(fun(z)[0]), residual, rule, count)
 
 
-def _symmetric(net: GGDLN, V: list[jax.Array], layer: int) -> np.ndarray:
-    """V_l in the spec's convention U_l = S V_l S, S = (U_{l+1} (x) I)^{1/2} symmetric."""
-    U = [np.asarray(u) for u in _us(V, _counts(net))]
+def _symmetric(net: GGDLN, U: list[jax.Array], layer: int) -> np.ndarray:
+    """V_l in the spec's convention U_l = S V_l S, S = (U_{l+1} (x) I)^{1/2} symmetric, from the U_l."""
     if layer == net.depth - 1:
-        return U[layer]
-    w, Q = np.linalg.eigh(np.kron(U[layer + 1], np.eye(net.gates[layer + 1].count)))
+        return np.asarray(U[layer])
+    w, Q = np.linalg.eigh(np.kron(np.asarray(U[layer + 1]), np.eye(net.gates[layer + 1].count)))
     s_inv = Q @ np.diag(w ** -0.5) @ Q.T
-    return s_inv @ U[layer] @ s_inv
+    return s_inv @ np.asarray(U[layer]) @ s_inv
