@@ -107,15 +107,25 @@ def gated(N0: int, depth: int, width: int, gates: int, seed: int = 0) -> ggdln.G
     return ggdln.GGDLN(N0, (width,) * depth, (*layers, ggdln.GlobalGates.ones(N0)))
 
 
+def points_bar(total: int, progress: bool | None):
+    """A progress bar over an experiment's ``total`` networks, as :func:`gdln.train`'s: shown on a
+    terminal after 2 s when ``progress`` is None, always with True, never with False."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="point", delay=2.0, leave=False,
+                disable=None if progress is None else not progress)
+
+
 def sweep(points, task, s: Digits, progress: bool | None = None) -> np.ndarray:
     """``points``: (net, langevin, T, sigma2) tuples -> errors (len(points), estimate, part) (NaN where
     not sampled); Langevin chains of point k seeded by s.seed + k."""
     out = np.empty((len(points), len(ESTIMATES), len(PARTS)))
-    for k, (net, langevin, T, sigma2) in enumerate(points):
-        out[k] = estimate(net, task, s, langevin=langevin, T=T, sigma2=sigma2, key=s.seed + k)["error"]
-        if progress:
-            print(f"  {k + 1}/{len(points)}: L={net.depth} N={net.widths[0]} M={net.gates[0].count} T={T:g} "
-                  f"sigma2={sigma2:g}{' +Langevin' if langevin else ''}", flush=True)
+    with points_bar(len(points), progress) as bar:
+        for k, (net, langevin, T, sigma2) in enumerate(points):
+            bar.set_postfix_str(f"L={net.depth} N={net.widths[0]} M={net.gates[0].count} T={T:g} sigma2={sigma2:g}"
+                                f"{' +Langevin' if langevin else ''}")
+            out[k] = estimate(net, task, s, langevin=langevin, T=T, sigma2=sigma2, key=s.seed + k)["error"]
+            bar.update()
     return out
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from gdln import ggdln
 
 from ._base import Experiment, Outcome
-from ._ggdln import PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer
+from ._ggdln import PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer, points_bar
 
 
 def limit_kernel(X1, X2, sigma2: float) -> jnp.ndarray:
@@ -62,17 +62,20 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     error, V, distance = [], [], []
     K_relu = ggdln.gp_kernel(ggdln.ReLUNetwork(task.N0, (s.width,)), task.X, task.X, s.sigma2)
     K_inf = limit_kernel(task.X, task.X, s.sigma2)
-    for k, M in enumerate(s.gates):
-        net = one_layer(nested(pool, M), s.width)
-        r = estimate(net, task, s, langevin=M in s.langevin, key=s.seed + k)
-        error.append(r["error"])
-        V.append(float(r["V"][0][0, 0]))
-        K = ggdln.gp_kernel(net, task.X, task.X, s.sigma2)
-        distance.append([kernel_distance(K, K_relu), kernel_distance(K, K_inf)])
-        if progress:
-            print(f"  M={M}{' +Langevin' if M in s.langevin else ''}: error {r['error'][:, 2]}", flush=True)
-    relu = estimate(ggdln.ReLUNetwork(task.N0, (s.width,)), task, s, langevin=s.relu_langevin,
-                    key=s.seed + len(s.gates))
+    with points_bar(len(s.gates) + 1, progress) as bar:
+        for k, M in enumerate(s.gates):
+            bar.set_postfix_str(f"M={M}{' +Langevin' if M in s.langevin else ''}")
+            net = one_layer(nested(pool, M), s.width)
+            r = estimate(net, task, s, langevin=M in s.langevin, key=s.seed + k)
+            error.append(r["error"])
+            V.append(float(r["V"][0][0, 0]))
+            K = ggdln.gp_kernel(net, task.X, task.X, s.sigma2)
+            distance.append([kernel_distance(K, K_relu), kernel_distance(K, K_inf)])
+            bar.update()
+        bar.set_postfix_str(f"ReLU{' +Langevin' if s.relu_langevin else ''}")
+        relu = estimate(ggdln.ReLUNetwork(task.N0, (s.width,)), task, s, langevin=s.relu_langevin,
+                        key=s.seed + len(s.gates))
+        bar.update()
     # the GP of infinitely many gates: the M -> inf end of the GGDLN's GP curve
     k_inf = limit_kernel(task.X, task.X_test, s.sigma2)
     kdiag = jnp.diag(limit_kernel(task.X_test, task.X_test, s.sigma2))

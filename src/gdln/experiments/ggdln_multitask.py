@@ -32,7 +32,8 @@ from gdln import ggdln
 from gdln.datasets import BinaryTask
 
 from ._base import Experiment, Outcome
-from ._ggdln import ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer
+from ._ggdln import (ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer,
+                     points_bar)
 
 SCHEMES = ("disjoint", "random", "shared")
 
@@ -103,27 +104,29 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     per_task = np.full((len(s.tasks), len(SCHEMES), n_max, len(ESTIMATES), len(PARTS)), np.nan)
     mean = np.empty((len(s.tasks), len(SCHEMES), len(ESTIMATES), len(PARTS)))  # over the n tasks
     key = s.seed
-    for i, n in enumerate(s.tasks):
-        union, *ids = permuted(base, n, s.seed)
-        M = s.per_task * n
-        for j, scheme in enumerate(SCHEMES):
-            net = one_layer(nested(pool, M).masked(masks(scheme, n, M, s.per_task, rng, s.match_scale)), s.width)
-            key += 1
-            per_task[i, j, :n] = _run(net, union, ids, s, (n, scheme) in sampled, key)
-            mean[i, j] = per_task[i, j, :n].mean(0)
-            if progress:
-                print(f"  n={n} {scheme}: error {mean[i, j, :, 2]}", flush=True)
-
-    union, *ids = permuted(base, n_max, s.seed)
-    M = s.per_task * n_max
-    by_overlap, overlaps = [], []
     # disjoint blocks, then random subsets of growing size (size M: every gate, i.e. shared)
-    for sch, size in [("disjoint", s.per_task)] + [("random", size) for size in s.overlap_sizes]:
-        m = masks(sch, n_max, M, size, rng, s.match_scale)
-        overlaps.append((sch, size, overlap(m)))
-        by_overlap.append(_run(one_layer(nested(pool, M).masked(m), s.width), union, ids, s, False, 0).mean(0))
-        if progress:
-            print(f"  overlap {overlaps[-1]}: error {by_overlap[-1][:, 2]}", flush=True)
+    subsets = [("disjoint", s.per_task)] + [("random", size) for size in s.overlap_sizes]
+    by_overlap, overlaps = [], []
+    with points_bar(len(s.tasks) * len(SCHEMES) + len(subsets), progress) as bar:
+        for i, n in enumerate(s.tasks):
+            union, *ids = permuted(base, n, s.seed)
+            M = s.per_task * n
+            for j, scheme in enumerate(SCHEMES):
+                bar.set_postfix_str(f"n={n} {scheme}{' +Langevin' if (n, scheme) in sampled else ''}")
+                net = one_layer(nested(pool, M).masked(masks(scheme, n, M, s.per_task, rng, s.match_scale)), s.width)
+                key += 1
+                per_task[i, j, :n] = _run(net, union, ids, s, (n, scheme) in sampled, key)
+                mean[i, j] = per_task[i, j, :n].mean(0)
+                bar.update()
+
+        union, *ids = permuted(base, n_max, s.seed)
+        M = s.per_task * n_max
+        for sch, size in subsets:
+            bar.set_postfix_str(f"overlap: {sch} subsets of {size}")
+            m = masks(sch, n_max, M, size, rng, s.match_scale)
+            overlaps.append((sch, size, overlap(m)))
+            by_overlap.append(_run(one_layer(nested(pool, M).masked(m), s.width), union, ids, s, False, 0).mean(0))
+            bar.update()
 
     ds = dataset(mean, {"tasks": list(s.tasks), "scheme": list(SCHEMES)},
                  P_per_task=s.P, N=s.width, T=s.T, sigma2=s.sigma2, per_task_gates=s.per_task,

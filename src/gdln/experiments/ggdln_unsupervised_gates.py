@@ -21,7 +21,7 @@ import numpy as np
 from gdln import ggdln
 
 from ._base import Experiment, Outcome
-from ._ggdln import ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, one_layer
+from ._ggdln import ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, one_layer, points_bar
 
 FAMILIES = ("random", "pca", "kmeans")
 
@@ -50,17 +50,17 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     error = np.empty((len(FAMILIES), len(s.gates), len(ESTIMATES), len(PARTS)))
     V = np.empty((len(FAMILIES), len(s.gates)))
     open_fraction = np.empty_like(V)
-    for i, family in enumerate(FAMILIES):
-        for j, M in enumerate(s.gates):
-            gates = family_gates(family, task.X, M, s.seed)
-            sampled = (family, M) in {tuple(p) for p in s.langevin}
-            r = estimate(one_layer(gates, s.width), task, s, langevin=sampled,
-                         key=s.seed + i * len(s.gates) + j)
-            error[i, j], V[i, j] = r["error"], r["V"][0][0, 0]
-            open_fraction[i, j] = float(np.mean(gates(task.X_test)))  # G(x, x): the prior kernel scale
-            if progress:
-                print(f"  {family} M={M}{' +Langevin' if sampled else ''}: error {r['error'][:, 2]}",
-                      flush=True)
+    with points_bar(len(FAMILIES) * len(s.gates), progress) as bar:
+        for i, family in enumerate(FAMILIES):
+            for j, M in enumerate(s.gates):
+                sampled = (family, M) in {tuple(p) for p in s.langevin}
+                bar.set_postfix_str(f"{family} M={M}{' +Langevin' if sampled else ''}")
+                gates = family_gates(family, task.X, M, s.seed)
+                r = estimate(one_layer(gates, s.width), task, s, langevin=sampled,
+                             key=s.seed + i * len(s.gates) + j)
+                error[i, j], V[i, j] = r["error"], r["V"][0][0, 0]
+                open_fraction[i, j] = float(np.mean(gates(task.X_test)))  # G(x, x): the prior kernel scale
+                bar.update()
     ds = dataset(error, {"family": list(FAMILIES), "M": list(s.gates)}, P=s.P, N=s.width, T=s.T, sigma2=s.sigma2,
                  units="mean squared error on +-1 labels")
     ds["V"] = (("family", "M"), V)
