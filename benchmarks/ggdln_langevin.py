@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from gdln.datasets import binary_digits
+from gdln.datasets.images import binary_digits
 from gdln.ggdln import GGDLN, GlobalGates, sample_posterior, solve
 
 from .ggdln_theory import network

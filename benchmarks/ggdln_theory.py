@@ -14,7 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from gdln.datasets import binary_digits
+from gdln.datasets.images import binary_digits
 from gdln.ggdln import GGDLN, GlobalGates, solve
 
 from .common import best_of

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import gdln
-from gdln.reduction import reduce
+from gdln.theory.reduction import reduce
 
 from .common import marginal, table
 from .moment_vs_data import step_time

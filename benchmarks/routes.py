@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 import gdln
-from gdln.route_train import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
-from gdln.routes import route_task
+from gdln.training.routes import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
+from gdln.datasets.routes import route_task
 
 from .common import marginal
 
@@ -115,7 +115,7 @@ def moment_vs_data(task, steps: int = 100, K: int = 5, H: int = 64) -> list[dict
 
         per_step, fixed = marginal(call, steps // 5, steps)
         base = base or per_step
-        n = N if method == "data" else gdln.route_train.moment_batch(task, True).x.shape[1]
+        n = N if method == "data" else gdln.training.routes.moment_batch(task, True).x.shape[1]
         rows.append({"case": f"full-batch MSE, {method} space, N0 = {task.N0}", "rows per domain": n,
                      "steps/s": 1 / per_step, "examples/s": float("nan"), "GFLOP/s": float("nan"),
                      "speed-up": base / per_step, "setup s": fixed,

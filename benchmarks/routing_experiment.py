@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 import gdln
-from gdln.experiments import routing
+from gdln.lab.experiments import routing
 
 from .common import best_of
 

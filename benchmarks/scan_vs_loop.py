@@ -11,7 +11,7 @@ import jax
 import optax
 
 import gdln
-from gdln.train import data_batch, total_loss
+from gdln.training.engine import data_batch, total_loss
 
 from .common import best_of, table
 

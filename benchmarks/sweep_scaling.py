@@ -20,8 +20,8 @@ import time
 import jax
 
 import gdln
-from gdln import config as cfgmod
-from gdln.sweep import parse, run_sweep
+from gdln.lab import config as cfgmod
+from gdln.lab.sweep import parse, run_sweep
 
 from .common import best_of, table
 

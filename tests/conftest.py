@@ -1,6 +1,9 @@
-"""Shared fixtures."""
+"""Shared fixtures. The suite compares theory with simulation, so it runs in float64."""
 
+import jax
 import pytest
+
+jax.config.update("jax_enable_x64", True)
 
 import gdln
 

@@ -1,12 +1,14 @@
-"""Measurements on trained networks (gdln.analysis) against hand-computed values."""
+"""Measurements on trained networks (gdln.core.analysis) against hand-computed values."""
 
 import jax
 import numpy as np
 import pytest
 
 import gdln
-from gdln import analysis, closed_form, errors
-from gdln.analysis import alignment
+from gdln.core import analysis
+from gdln.theory import closed_form
+from gdln import errors
+from gdln.core.analysis import alignment
 
 
 @pytest.fixture(scope="module")

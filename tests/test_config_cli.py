@@ -6,9 +6,11 @@ import yaml
 from typer.testing import CliRunner
 
 import gdln
-from gdln import config, errors
-from gdln.cli import app
-from gdln.store import read_run
+from gdln.lab.runner import run
+from gdln.lab import config
+from gdln import errors
+from gdln.lab.cli import app
+from gdln.lab.store import read_run
 
 SMALL = """
 name: small
@@ -85,7 +87,7 @@ def test_cli_train_writes_a_reproducible_run_folder(tmp_path):
     for e, W in a["params"]["W"].items():
         np.testing.assert_array_equal(W, b["params"]["W"][e])
     # the folder matches the library call with the same config
-    result, _ = gdln.run(config.parse(yaml.safe_load(SMALL)), progress=False)
+    result, _ = run(config.parse(yaml.safe_load(SMALL)), progress=False)
     np.testing.assert_array_equal(a["trajectories"]["loss"].values, result.loss)
     m = a["metrics"]
     assert set(m["dataset"]) == {"train", "all_routes", "untrained_routes"}
@@ -129,7 +131,7 @@ def test_cli_version_and_help():
 def test_example_configs_are_valid():
     from pathlib import Path
 
-    from gdln import sweep
+    from gdln.lab import sweep
 
     for f in (Path(__file__).parents[1] / "examples").glob("*.yaml"):
         raw = config.read_mapping(f)

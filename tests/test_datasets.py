@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from gdln.datasets import load_cifar10, load_mnist, read_idx, stratified_split
+from gdln.datasets.images import load_cifar10, load_mnist, read_idx, stratified_split
 from gdln.errors import ConfigError, DataError
 
 
@@ -77,7 +77,7 @@ def test_stratified_split_keeps_class_proportions():
 
 
 def test_mnist1d_is_generated_offline_and_leaves_global_random_state_alone():
-    from gdln.datasets import images
+    from gdln.datasets.images import images
 
     np.random.seed(7)
     expected = np.random.random_sample()

@@ -25,7 +25,7 @@ def test_readme_opens_with_the_two_commands():
 
 
 def test_readme_lists_every_paper_figure_with_its_run_time_and_committed_figure():
-    from gdln import experiments
+    from gdln.lab import experiments
 
     text = README.read_text()
     for name in experiments.NAMES:

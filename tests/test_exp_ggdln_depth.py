@@ -4,7 +4,7 @@ limit, the finite-width correction growing with depth, and the depth-independent
 import numpy as np
 import pytest
 
-from gdln.experiments import get, load, reproduce
+from gdln.lab.experiments import get, load, reproduce
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Langevin at M = 4)."""
 import numpy as np
 import pytest
 
-from gdln.experiments import load, reproduce
+from gdln.lab.experiments import load, reproduce
 
 
 @pytest.fixture(scope="module")

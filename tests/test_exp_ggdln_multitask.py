@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gdln import ggdln
-from gdln.experiments import load, reproduce
-from gdln.experiments.ggdln_multitask import masks, overlap
+from gdln.lab.experiments import load, reproduce
+from gdln.lab.experiments.ggdln_multitask import masks, overlap
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ one, the variance growing with sigma^2, and theory vs Langevin."""
 import numpy as np
 import pytest
 
-from gdln.experiments import get, load, reproduce
+from gdln.lab.experiments import get, load, reproduce
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gdln import ggdln
-from gdln.experiments import get, load, reproduce
+from gdln.lab.experiments import get, load, reproduce
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ networks, the GP limit, and the deep linear network's width-independent mean pre
 import numpy as np
 import pytest
 
-from gdln.experiments import get, load, reproduce
+from gdln.lab.experiments import get, load, reproduce
 
 
 @pytest.fixture(scope="module")

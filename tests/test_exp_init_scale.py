@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gdln.experiments import load, reproduce
+from gdln.lab.experiments import load, reproduce
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import pytest
 from typer.testing import CliRunner
 
 import gdln
-from gdln import closed_form as cf
-from gdln import errors, experiments
-from gdln.cli import app
-from gdln.reduction import chain_values
+from gdln.theory import closed_form as cf
+from gdln import errors
+from gdln.lab import experiments
+from gdln.lab.cli import app
+from gdln.theory.reduction import chain_values
 
 
 # ------------------------------------------------------------ library helpers

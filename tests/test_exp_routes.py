@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gdln.cli import app
+from gdln.lab.cli import app
 from gdln.errors import SkippedError
-from gdln.experiments import load, reproduce
+from gdln.lab.experiments import load, reproduce
 
 
 @pytest.fixture(scope="module", params=["routes-mnist", "routes-digits"])
@@ -111,8 +111,8 @@ def test_full_scale_sweep_example_resolves_to_routes_mnist_runs():
     routes-mnist on the full IDX files, every other setting the experiment's default."""
     from pathlib import Path
 
-    from gdln import sweep as sw
-    from gdln.experiments import get
+    from gdln.lab import sweep as sw
+    from gdln.lab.experiments import get
 
     sweep = sw.load(Path(__file__).parents[1] / "examples" / "routes-mnist-full.yaml")
     assert len(sweep.points) == 6
@@ -143,7 +143,7 @@ def test_gate_table_patterns_train_k_routes_per_input_domain():
     """pattern consecutive / band / random: K trained output domains per input domain; consecutive
     and band also train every decoder K times; an unknown pattern is named."""
     from gdln.errors import ConfigError
-    from gdln.experiments._routes import Routes, _mask
+    from gdln.lab.experiments._routes import Routes, _mask
 
     for pattern in ("consecutive", "band", "random"):
         for k in (1, 4, 9):

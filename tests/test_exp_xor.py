@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import gdln
-from gdln import analysis, errors, experiments
-from gdln import closed_form as cf
+from gdln.core import analysis
+from gdln import errors
+from gdln.lab import experiments
+from gdln.theory import closed_form as cf
 
 XOR_X = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
 

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gdln import errors, experiments
-from gdln.cli import app
+from gdln import errors
+from gdln.lab import experiments
+from gdln.lab.cli import app
 
 runner = CliRunner()
 

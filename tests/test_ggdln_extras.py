@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdln.datasets import binary_digits, preprocess
+from gdln.datasets.images import binary_digits, preprocess
 from gdln.errors import ConfigError, DivergenceError, GateError, GdlnError
-from gdln.ggdln import (GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict, gradient_descent, sample_posterior,
-                        solve, stable_step)
+from gdln.ggdln import (
+    GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict, gradient_descent, sample_posterior, solve, stable_step,
+)
 
 
 def blobs(P=60, N0=6, seed=0):

@@ -1,4 +1,4 @@
-"""Tangent kernel and the exact dynamics of the linearised network (gdln.kernel)."""
+"""Tangent kernel and the exact dynamics of the linearised network (gdln.theory.kernel)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 import gdln
 from gdln import errors
-from gdln.kernel import linearise, tangent_kernel
+from gdln.theory.kernel import linearise, tangent_kernel
 
 
 def _rel(a, b):

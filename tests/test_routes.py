@@ -1,4 +1,4 @@
-"""Route tasks (gdln.routes) and the batched all-routes trainer (gdln.route_train)."""
+"""Route tasks (gdln.datasets.routes) and the batched all-routes trainer (gdln.training.routes)."""
 
 import itertools
 
@@ -9,11 +9,10 @@ import pytest
 
 import gdln
 from gdln.errors import ConfigError, DivergenceError, GateError, ShapeError, UnsupportedError
-from gdln.route_train import (
-    RouteOptions, from_graph_params, init_routes, moment_batch, route_graph, route_outputs, hidden_activity,
-    to_graph_params, train_routes,
+from gdln.training.routes import (
+    RouteOptions, from_graph_params, init_routes, moment_batch, route_graph, route_outputs, hidden_activity, to_graph_params, train_routes,
 )
-from gdln.routes import Standardiser, label_permutations, rotate, route_task
+from gdln.datasets.routes import Standardiser, label_permutations, rotate, route_task
 
 
 @pytest.fixture(scope="module")

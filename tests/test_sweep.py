@@ -11,10 +11,11 @@ import yaml
 from typer.testing import CliRunner
 
 import gdln
-from gdln import sweep as sw
-from gdln.cli import app
+from gdln.lab.runner import run
+from gdln.lab import sweep as sw
+from gdln.lab.cli import app
 from gdln.errors import ConfigError, DivergenceError, RunExistsError, UnsupportedError
-from gdln.store import read_run, staged_folder
+from gdln.lab.store import read_run, staged_folder
 
 BASE = {
     "architecture": {"kind": "routing", "modules": 3, "in_size": 4, "hidden": 8, "out_size": 7},
@@ -72,7 +73,7 @@ def test_parse_resolves_grid_times_zip_with_stable_ids(tmp_path):
     # the id hashes the resolved config only: not the sweep name, not the key order, not how it was set
     renamed = sw.parse({**SPEC, "name": "other", "grid": dict(reversed(SPEC["grid"].items()))})
     assert {p.id for p in renamed.points} == {p.id for p in sweep.points}
-    assert first.id == sw.point_id(gdln.config.parse({**BASE, "seeds": 2, "task": {"kind": "routing", "table": {
+    assert first.id == sw.point_id(gdln.lab.config.parse({**BASE, "seeds": 2, "task": {"kind": "routing", "table": {
         "kind": "consecutive", "k": 1}}, "init": {"scale": 0.1}}))
     # a base given as a file, relative to the sweep file
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
@@ -118,9 +119,9 @@ def test_serial_sweep_matches_separate_runs_and_resumes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "points").iterdir()) == sorted(p.id for p in sweep.points)
     for p in sweep.points[:3]:
         stored = read_run(tmp_path / "points" / p.id)
-        assert stored["config"] == gdln.config.to_dict(p.config)
+        assert stored["config"] == gdln.lab.config.to_dict(p.config)
         assert stored["provenance"]["sweep"]["values"] == p.values and stored["provenance"]["sweep"]["batch"] == 2
-        alone, _ = gdln.run(p.config, progress=False)
+        alone, _ = run(p.config, progress=False)
         np.testing.assert_allclose(stored["trajectories"]["loss"].values, alone.loss, rtol=1e-12)
     index = (tmp_path / "index.csv").read_text().splitlines()
     assert index[0] == "point,task.table.k,init.scale,train.lr,train.momentum,status,seconds,error"
@@ -278,7 +279,7 @@ def test_worked_example_is_the_sharing_fraction_experiment():
     paper's loss, 0.05 / K, same seeds and init), one task per K with its 10 seeds vmapped."""
     from pathlib import Path
 
-    from gdln.experiments import get
+    from gdln.lab.experiments import get
 
     sweep = sw.load(Path(__file__).parents[1] / "examples" / "sharing-sweep.yaml")
     s = get("sharing-fraction").settings()
@@ -293,7 +294,7 @@ def test_worked_example_is_the_sharing_fraction_experiment():
 
 
 def test_local_workers_get_their_own_cores():
-    from gdln._dask import local_cluster, share
+    from gdln.lab._dask import local_cluster, share
 
     assert share(0, 2, [0, 1, 2, 3]) == {0, 1} and share(1, 2, [0, 1, 2, 3]) == {2, 3}
     assert share(0, 3, [4, 5, 6, 7]) == {4, 5} and share(2, 3, [4, 5, 6, 7]) == {7}

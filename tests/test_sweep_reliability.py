@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gdln import sweep as sw
-from gdln.cli import app
-from gdln.runner import run_batch
-from gdln.store import read_run
+from gdln.lab import sweep as sw
+from gdln.lab.cli import app
+from gdln.lab.runner import run_batch
+from gdln.lab.store import read_run
 
 GDLN = str(Path(sys.executable).with_name("gdln"))
 # Six points of one shape, one per task: each task trains 2 seeds for `steps` steps (about 0.7 s

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import gdln
 from gdln import errors
-from gdln.train import data_batch, moment_batch, total_loss
+from gdln.training.engine import data_batch, moment_batch, total_loss
 
 from .strategies import gated_datasets, random_graphs
 

@@ -1,37 +1,59 @@
-"""gdln: gated deep linear networks — architectures, exact training, path statistics.
+"""gdln: gated deep linear networks — architectures, exact training, the neural race reduction,
+and globally gated networks' kernel renormalisation theory.
 
-Importing gdln enables float64 in JAX (``jax_enable_x64``): theory and simulation are compared
-in double precision. Pass ``dtype=jnp.float32`` to the trainer for large runs.
+``__all__`` is the public API. Names load on first use (PEP 562), so ``import gdln`` costs almost
+nothing and the command line answers without importing JAX. Importing gdln changes no global JAX
+state: enable float64 yourself (``jax.config.update("jax_enable_x64", True)``) before comparing
+theory with simulation; the functions that do so refuse float32 with an error that says this.
 """
 
-import jax
+from __future__ import annotations
 
-jax.config.update("jax_enable_x64", True)
-
-from . import analysis, closed_form, config, errors, ggdln, kernel, store, sweep  # noqa: E402
-from .data import Dataset  # noqa: E402
-from .gates import GateTable, band, consecutive, explicit, halfspace, random_k_of_m, route_table  # noqa: E402
-from .graph import Edge, Graph, Path, chain, pathways, routing  # noqa: E402
-from .kernel import Linearisation, LinearisedTrajectory, linearise, tangent_kernel  # noqa: E402
-from .model import activation_pattern, forward, init_params, init_seeds, stack_params  # noqa: E402
-from .stats import ContextStats, context_stats, effective_examples, path_gate, sigma_x, sigma_yx  # noqa: E402
-from .tasks import (  # noqa: E402
-    contextual_task, hierarchical_task, paper_loss_factor, routing_task, single_io, teacher_task, xor_task,
-)
-from .race import RaceReport, race  # noqa: E402
-from .reduction import ReducedTrajectory, Reduction, reduce, time_to_epochs  # noqa: E402
-from .runner import run, run_batch  # noqa: E402
-from .train import TrainOptions, TrainResult, sharpness, train, train_batch  # noqa: E402
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "activation_pattern", "analysis", "band", "chain", "closed_form", "config", "consecutive", "context_stats",
-    "ContextStats", "contextual_task", "Dataset", "Edge", "effective_examples", "errors", "explicit", "forward",
-    "ggdln", "GateTable", "Graph", "halfspace", "hierarchical_task", "init_params", "init_seeds", "kernel",
-    "linearise", "Linearisation", "LinearisedTrajectory", "paper_loss_factor", "Path", "path_gate", "pathways",
-    "race", "RaceReport", "random_k_of_m", "reduce", "ReducedTrajectory", "Reduction", "route_table", "routing",
-    "routing_task", "run", "run_batch", "sharpness", "sigma_x", "sigma_yx", "single_io", "stack_params",
-    "store", "sweep", "tangent_kernel", "teacher_task", "time_to_epochs", "train", "train_batch",
-    "TrainOptions", "TrainResult", "xor_task",
-]
+#: Public name -> module that defines it.
+_API = {
+    # architectures, datasets, gates, statistics, the network map
+    **dict.fromkeys(("Edge", "Graph", "Path", "chain", "pathways", "routing"), "gdln.core.graph"),
+    "Dataset": "gdln.core.data",
+    **dict.fromkeys(("GateTable", "band", "consecutive", "explicit", "halfspace", "random_k_of_m", "route_table"),
+                    "gdln.core.gates"),
+    **dict.fromkeys(("ContextStats", "context_stats", "effective_examples", "path_gate", "sigma_x", "sigma_yx"),
+                    "gdln.core.stats"),
+    **dict.fromkeys(("activation_pattern", "forward", "init_params", "init_seeds", "stack_params"), "gdln.core.model"),
+    **dict.fromkeys(("contextual_task", "hierarchical_task", "paper_loss_factor", "routing_task", "single_io",
+                     "teacher_task", "xor_task"), "gdln.core.tasks"),
+    **dict.fromkeys(("Schedule", "time_to_epochs"), "gdln.core.schedule"),
+    # route tasks on real images
+    **dict.fromkeys(("RouteTask", "route_task"), "gdln.datasets.routes"),
+    # training
+    **dict.fromkeys(("TrainOptions", "TrainResult", "train", "train_batch"), "gdln.training.engine"),
+    **dict.fromkeys(("RouteOptions", "RouteResult", "init_routes", "train_routes"), "gdln.training.routes"),
+    # theory
+    **dict.fromkeys(("ReducedTrajectory", "Reduction", "reduce"), "gdln.theory.reduction"),
+    **dict.fromkeys(("RaceReport", "race"), "gdln.theory.race"),
+    **dict.fromkeys(("Linearisation", "LinearisedTrajectory", "linearise", "tangent_kernel"), "gdln.theory.kernel"),
+}
+#: Subpackages and modules that are API as namespaces.
+_NAMESPACES = ("analysis", "closed_form", "errors", "ggdln")
+_NAMESPACE_MODULES = {"analysis": "gdln.core.analysis", "closed_form": "gdln.theory.closed_form",
+                      "errors": "gdln.errors", "ggdln": "gdln.ggdln"}
+
+__all__ = sorted([*_API, *_NAMESPACES], key=str.lower)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    elif name in _NAMESPACE_MODULES:
+        value = importlib.import_module(_NAMESPACE_MODULES[name])
+    else:
+        raise AttributeError(f"module 'gdln' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

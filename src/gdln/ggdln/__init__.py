@@ -6,10 +6,10 @@ kernel of the infinite-width limit and the finite-width kernel renormalisation t
 (:func:`solve`). See docs/ggdln.md.
 """
 
-from .langevin import Samples, effective_sample_size, gradient_descent, langevin
-from .model import GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict
-from .posterior import Posterior, sample_posterior, stable_step
-from .theory import Renormalisation, free_energy, generalisation, solve
+from gdln.ggdln.sampling import Samples, effective_sample_size, gradient_descent, langevin
+from gdln.ggdln.model import GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict
+from gdln.ggdln.posterior import Posterior, sample_posterior, stable_step
+from gdln.ggdln.theory import Renormalisation, free_energy, generalisation, solve
 
 __all__ = ["GGDLN", "GlobalGates", "Posterior", "ReLUNetwork", "Renormalisation", "Samples", "effective_sample_size",
            "free_energy", "generalisation", "gp_kernel", "gp_predict", "gradient_descent", "langevin",

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import GateError, ShapeError
-from ..model import as_key
+from gdln.errors import GateError, ShapeError
+from gdln.core.model import as_key
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ConfigError
-from ..model import as_key
-from .langevin import Samples, effective_sample_size, langevin
-from .model import GGDLN, ReLUNetwork
-from .theory import generalisation
+from gdln.errors import ConfigError
+from gdln.core.model import as_key
+from gdln.ggdln.sampling import Samples, effective_sample_size, langevin
+from gdln.ggdln.model import GGDLN, ReLUNetwork
+from gdln.ggdln.theory import generalisation
 
 
 @dataclass(frozen=True, eq=False)

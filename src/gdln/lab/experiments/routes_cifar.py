@@ -1,0 +1,36 @@
+"""Paper A, Figs. 7-10 on CIFAR-10, read from a local folder (``gdln reproduce routes-cifar --data
+FOLDER``, the ``cifar-10-batches-py`` folder or its parent; skipped with a message without it):
+rotated images, permuted labels; zero-shot accuracy vs K/M, vs initial gain, linear vs leaky ReLU.
+The paper used CIFAR-10 features; here the features are the top 256 principal components of the
+standardised pixels (fitted on the training images of every domain), as nothing is downloaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from gdln.lab.experiments._base import Experiment
+from gdln.lab.experiments._routes import Routes, compute, plot
+
+
+@dataclass(frozen=True)
+class Settings(Routes):
+    source: str = "cifar10"
+    examples: int | None = 10000
+    test_examples: int | None = 2000
+    standardise: bool = True
+    pca: int | None = 256
+
+
+EXPERIMENT = Experiment(
+    name="routes-cifar",
+    figure="Figs. 7-10: naturalistic routes (CIFAR-10, local data)",
+    description="rotated CIFAR-10 x permuted labels (needs --data FOLDER): zero-shot vs K/M, gain, nonlinearity",
+    runtime="~5.5 min",
+    settings=Settings,
+    quick={"modules": 4, "ks": [1, 2, 3], "k_gain": 2, "gains": [10.0, 0.001], "nonlinearities": ["linear"],
+           "examples": 400, "test_examples": 200, "pca": 32, "hidden": 16, "steps": 400, "records": 4, "seeds": 1},
+    compute=compute,
+    plot=partial(plot, name="routes-cifar"),
+    requires="CIFAR-10 python batches (cifar-10-batches-py)",
+)

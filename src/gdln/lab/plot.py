@@ -1,0 +1,87 @@
+"""Figures (matplotlib, the shipped ``gdln`` style, no TeX). Downstream of the numerical core."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+STYLE = resources.files("gdln.lab") / "styles" / "gdln.mplstyle"
+
+
+@contextmanager
+def style():
+    """Context manager applying the shipped gdln matplotlib style (Agg backend, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with plt.style.context(str(STYLE)):
+        yield plt
+
+
+def save(fig, path: str | Path) -> list[Path]:
+    """Write ``fig`` as PNG and PDF next to each other; returns the paths."""
+    path = Path(path)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p)
+    return out
+
+
+def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0, momentum: float = 0.0) -> list[Path]:
+    """The race: each class of pathways (equal race rate) with its mean contribution to the output
+    over epochs (full-batch GD with ``lr`` on ``loss_scale * L``) and its predicted learning time
+    (dashed); right, the race rates."""
+    from gdln.theory.reduction import time_to_epochs
+
+    df = report.pathways
+    rates = np.unique(np.round(df["rate"].to_numpy(), 12))[::-1]
+    classes = [np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0)) for r in rates]
+    with style() as plt:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(7.0, 2.8), width_ratios=(2.2, 1))
+        for k, (r, members) in enumerate(zip(rates, classes)):
+            label = f"r = {r:.3g} ({len(members)} pathway{'s' if len(members) > 1 else ''})"
+            colour = f"C{k % 8}"
+            if report.contribution is not None:
+                x = time_to_epochs(report.time, lr, loss_scale, momentum)
+                ax.plot(x, report.contribution[:, members].mean(1), color=colour, label=label)
+            t_half = df["t_half"].to_numpy()[members]
+            if np.isfinite(t_half).any():
+                ax.axvline(time_to_epochs(np.nanmin(t_half), lr, loss_scale, momentum), color=colour, ls="--", lw=1)
+            bx.bar(k, r, color=colour)
+        ax.set_xlabel(f"epoch (lr = {lr:g})")
+        ax.set_ylabel("contribution to the output (RMS)")
+        ax.set_title("pathway contributions; dashed: predicted learning time")
+        ax.legend(loc="best")
+        bx.set_xticks(range(len(classes)), [f"n = {df['counts'][m[0]]}" for m in classes], rotation=20)
+        bx.set_ylabel("race rate r")
+        bx.set_title("race rates")
+        return save(fig, path)
+
+
+def sweep_figure(table, metric: str, x: str, path: str | Path, *, hue: str | None = None, logx: bool = False,
+                 logy: bool = False, title: str | None = None) -> list[Path]:
+    """``metric`` against the swept field ``x`` (one line per value of ``hue``): the mean over seeds
+    with error bars of one standard error (:func:`gdln.lab.sweep.summarise`)."""
+    from gdln.lab.sweep import summarise
+
+    stats = summarise(table, metric, [f for f in (hue, x) if f])
+    with style() as plt:
+        fig, ax = plt.subplots(figsize=(4.2, 3.0))
+        for k, (level, part) in enumerate(stats.groupby(hue, sort=True) if hue else [(None, stats)]):
+            ax.errorbar(part[x], part["mean"], yerr=part["sem"], marker="o", ms=3, capsize=2, color=f"C{k % 10}",
+                        label=None if hue is None else f"{hue} = {level}")
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.set_xscale("log" if logx else "linear")
+        ax.set_yscale("log" if logy else "linear")
+        if hue:
+            ax.legend(loc="best")
+        n = int(stats["n"].max())
+        spread = f"mean ± s.e.m. over {n} seeds" if n > 1 else "one run per point"
+        ax.set_title(f"{title}: {spread}" if title else spread)
+        return save(fig, path)

@@ -1,0 +1,147 @@
+"""Run folders: config, provenance, tidy metrics, labelled trajectories and final parameters.
+
+A run folder ``DIR`` holds
+
+* ``config.yaml``      the resolved config (every default filled in),
+* ``provenance.json``  seed(s), package versions, git commits (gdln source, working directory), time, host,
+* ``metrics.parquet``  tidy table: seed, step, epoch, time, dataset, context, loss,
+* ``trajectories.nc``  labelled arrays (xarray / NetCDF4): losses, singular values, weights,
+* ``params.npz``       final parameters, ``W/<edge>`` and ``b/<edge>`` with a leading seed axis.
+
+It is written to a temporary folder beside ``DIR`` and renamed into place when complete, so a
+folder that exists is never half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gdln.errors import RunExistsError
+from gdln.core.model import stack_params
+from gdln.training.engine import TrainResult
+
+PACKAGES = ("gdln", "jax", "jaxlib", "numpy", "scipy", "optax", "xarray", "pandas", "pydantic")
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """Commit hash of the git checkout holding ``path`` (the gdln source by default), "+dirty" if
+    it has uncommitted changes; None outside a checkout."""
+    where = str(path or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance(seed: int, seeds: int) -> dict:
+    """What produced a run: seeds, versions, commit, machine, time."""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "seed": seed,
+        "seeds": list(range(seed, seed + seeds)),
+        "versions": {"python": platform.python_version(), **versions},
+        # The gdln source (editable installs) and the folder the run was started from.
+        "git_commit": {"gdln": git_commit(), "working_directory": git_commit(Path.cwd())},
+        "devices": [str(d) for d in jax.devices()],
+        "host": platform.node(),
+        "command": sys.argv,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | Path, overwrite: bool = False):
+    """Yield a temporary folder that replaces ``folder`` only once the block succeeds (atomic rename).
+
+    The temporary name is unique to this process and call, so concurrent writers never share one;
+    without ``overwrite``, :class:`~gdln.errors.RunExistsError` is raised if ``folder`` exists
+    before the block or appears during it (another writer finished first; ours is discarded).
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise RunExistsError(f"run folder {folder} exists; choose another --out or overwrite it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if overwrite and folder.exists():
+            shutil.rmtree(folder)
+        try:
+            tmp.rename(folder)  # atomic; fails if another writer created a non-empty folder meanwhile
+        except OSError as exc:
+            if not folder.exists():
+                raise
+            raise RunExistsError(f"run folder {folder} was written by another process meanwhile") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compile_cache(folder: str | None = None) -> None:
+    """Keep compiled XLA programs on disk between processes: ``folder``, else ``GDLN_CACHE_DIR``,
+    else ``~/.cache/gdln/jax``; an empty ``GDLN_CACHE_DIR`` disables it. A repeated run (or a
+    sweep worker meeting a shape it compiled before) skips most of its compile time."""
+    if folder is None:
+        default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gdln" / "jax"
+        folder = os.environ.get("GDLN_CACHE_DIR", str(default))
+    if folder:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+
+
+def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainResult, overwrite: bool = False) -> Path:
+    """Write a complete run folder atomically (temporary name, then rename)."""
+    with staged_folder(folder, overwrite) as tmp:
+        (tmp / "config.yaml").write_text(config_yaml)
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+        result.metrics().to_parquet(tmp / "metrics.parquet", index=False)
+        ds = result.to_xarray()
+        ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
+        params = stack_params(result.params)
+        np.savez(tmp / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
+    return Path(folder)
+
+
+def read_run(folder: str | Path) -> dict:
+    """Load a run folder: ``config`` (dict), ``provenance``, ``metrics`` (DataFrame),
+    ``trajectories`` (xarray Dataset) and ``params`` (nested dict of arrays)."""
+    import pandas as pd
+    import xarray as xr
+    import yaml
+
+    folder = Path(folder)
+    with np.load(folder / "params.npz") as z:
+        params: dict = {}
+        for key in z.files:
+            kind, edge = key.split("/", 1)
+            params.setdefault(kind, {})[edge] = z[key]
+    return {
+        "config": yaml.safe_load((folder / "config.yaml").read_text()),
+        "provenance": json.loads((folder / "provenance.json").read_text()),
+        "metrics": pd.read_parquet(folder / "metrics.parquet"),
+        "trajectories": xr.load_dataset(folder / "trajectories.nc", engine="h5netcdf"),
+        "params": params,
+    }

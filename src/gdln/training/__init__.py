@@ -1,0 +1,1 @@
+"""Training layer: one compiled engine and its layouts (graph network, stacked routes)."""

@@ -1,0 +1,422 @@
+"""Training a routing network on a route task: all routes in one batched contraction, vmap over runs.
+
+The network is the core's :func:`gdln.core.graph.routing` graph (M encoders ``enc{i}``, shared hidden
+layers ``hid{l}``, M decoders ``dec{j}``; biases optional) with route gates: route (i, j) switches
+on encoder i and decoder j,
+
+    h_1 = phi(W_enc^i x + b_enc^i),  h_{l+1} = phi(W_hid^l h_l + b_hid^l),  y_ij = W_dec^j h_L + b_dec^j,
+
+phi = identity (the GDLN), ReLU or leaky ReLU. Parameters are stored stacked over domains
+(``enc`` (M, H, N0), ``dec`` (M, C, H), ``hid`` (L-1, H, H)), so a batch holding every trained
+route is two einsums, and :func:`to_graph_params` / :func:`from_graph_params` convert to the core
+layout (tests check the forward pass against :func:`gdln.forward` on route gates).
+
+Loss: the mean over trained routes of the route's mean per-example loss (softmax cross-entropy,
+or 1/2 the squared error to the one-hot label), i.e. the core's "mean over examples" when every
+route has the same number of examples. Time: ``time = lr * step / (1 - momentum)`` as in
+:mod:`gdln.train`; ``epoch = step * batch_size / N`` (passes over the N training images per route).
+
+Full-batch GD on MSE with a linear network depends on the data only through each input domain's
+moments <x x^T>, <x>, <y x^T>, <y>: ``method="moment"`` trains on at most N0 + 1 whitened effective
+rows per domain (:func:`gdln.core.stats.effective_examples`) instead of N images, with an identical
+gradient. Output domain j's targets are those of the base task with columns permuted by sigma_j.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gdln.errors import DivergenceError, GateError, ShapeError, UnsupportedError
+from gdln.core.gates import explicit
+from gdln.core.graph import Graph, routing
+from gdln.core.model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
+from gdln.datasets.routes import RouteTask
+from gdln.core.stats import ContextStats, effective_examples
+from gdln.training.engine import check_step, resolve_method, run_schedule, sharpness, stable_step_note
+
+RouteParams = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class RouteOptions:
+    """How to train on a route task (hashable: a static argument of the compiled loop).
+
+    ``batch_size`` examples per trained route per step (the paper's per-task batches), or None for
+    full-batch GD. ``method``: "auto" uses the moment-space trainer whenever it is exact (MSE,
+    linear, full batch). ``eval_examples`` caps the training images per domain used for the
+    recorded train-split metrics (None: all). ``records``: number of evaluation points after step 0.
+    """
+
+    steps: int
+    lr: float
+    momentum: float = 0.9
+    batch_size: int | None = 8
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    nonlinearity: Nonlinearity = "linear"
+    slope: float = 0.01
+    method: Literal["auto", "data", "moment"] = "auto"
+    records: int = 20
+    eval_examples: int | None = None
+
+    __pydantic_config__ = {"extra": "forbid"}
+
+    def __post_init__(self):
+        if self.steps < 1 or self.records < 1:
+            raise UnsupportedError(f"steps and records must be >= 1, got {self.steps}, {self.records}")
+        check_step(self.lr, self.momentum, self.batch_size)
+        if self.loss not in ("cross_entropy", "mse"):
+            raise UnsupportedError(f"unknown loss {self.loss!r}; use cross_entropy or mse")
+        activation(self.nonlinearity, self.slope)  # validates the name
+
+    def resolve_method(self) -> Literal["data", "moment"]:
+        return resolve_method(self.method, self.loss, self.nonlinearity, self.batch_size)
+
+
+# ------------------------------------------------------------------ parameters
+def route_graph(task: RouteTask, hidden: int, layers: int = 1) -> Graph:
+    """The core routing graph of ``task``: ``layers`` shared hidden layers of width ``hidden``."""
+    return routing(task.modules, task.N0, hidden, task.classes, hidden_layers=layers)
+
+
+def from_graph_params(graph: Graph, params) -> RouteParams:
+    """Core parameters of a :func:`gdln.routing` graph (one sharing level) -> the stacked layout.
+    Leading axes (runs) are kept: the domain axis goes right after them."""
+    M = len(graph.inputs)
+    L = sum(1 for e in graph.edges if e.name.startswith("hid")) + 1
+    enc, dec, hid = [f"enc{i}" for i in range(M)], [f"dec{j}" for j in range(M)], [f"hid{k}" for k in range(1, L)]
+
+    def stack(d, names, rank):  # rank: 2 for weights, 1 for biases
+        return jnp.stack([d[n] for n in names], axis=d[names[0]].ndim - rank)
+
+    W = params["W"]
+    out = {"enc": stack(W, enc, 2), "dec": stack(W, dec, 2)}
+    if hid:
+        out["hid"] = stack(W, hid, 2)
+    if "b" in params:
+        b = params["b"]
+        out |= {"b_enc": stack(b, enc, 1), "b_dec": stack(b, dec, 1)} | ({"b_hid": stack(b, hid, 1)} if hid else {})
+    return out
+
+
+def to_graph_params(params: RouteParams) -> dict:
+    """The stacked layout -> core parameters ``{"W": {edge: ...}, "b": {edge: ...}}`` (one network)."""
+    M = params["enc"].shape[0]
+    W = {f"enc{i}": params["enc"][i] for i in range(M)} | {f"dec{j}": params["dec"][j] for j in range(M)}
+    W |= {f"hid{k + 1}": w for k, w in enumerate(params.get("hid", []))}
+    out = {"W": W}
+    if "b_enc" in params:
+        b = {f"enc{i}": params["b_enc"][i] for i in range(M)} | {f"dec{j}": params["b_dec"][j] for j in range(M)}
+        out["b"] = b | {f"hid{k + 1}": v for k, v in enumerate(params.get("b_hid", []))}
+    return out
+
+
+def init_routes(task: RouteTask, hidden: int, seeds, gains=(1.0,), *, layers: int = 1, biases: bool = True,
+                scheme: InitScheme = "xavier", dtype=jnp.float64) -> RouteParams:
+    """Initial parameters of one run per (gain, seed), gains outer: a leading run axis of length
+    len(gains) * len(seeds). Each run is :func:`gdln.init_seeds` of the route graph (Xavier uniform
+    by default: W ~ U(-a, a), a = gain sqrt(6 / (fan_in + fan_out)); biases zero) with key PRNGKey(seed)."""
+    graph = route_graph(task, hidden, layers)
+    runs = [init_seeds(seeds, graph, scheme, float(g), biases=biases, dtype=dtype) for g in gains]
+    return from_graph_params(graph, stack_params(*runs))
+
+
+# ----------------------------------------------------------------- the network
+def _bias(b: jax.Array, bias_input, ndim: int) -> jax.Array:
+    """Per-domain biases (M, n) broadcast against activations (M, ..., n), times the bias input."""
+    b = b.reshape(b.shape[0], *(1,) * (ndim - 2), b.shape[-1])
+    return b if bias_input is None else b * bias_input[..., None]
+
+
+def hidden_activity(params: RouteParams, x: jax.Array, opts: RouteOptions, bias_input=None) -> jax.Array:
+    """h_L for inputs ``x`` (M, ..., N0) presented to input domain i = leading index: (M, ..., H)."""
+    phi = activation(opts.nonlinearity, opts.slope)
+    h = jnp.einsum("i...d,ihd->i...h", x, params["enc"])
+    if "b_enc" in params:
+        h = h + _bias(params["b_enc"], bias_input, h.ndim)
+    h = phi(h)
+    for k in range(params["hid"].shape[0] if "hid" in params else 0):
+        h = h @ params["hid"][k].T
+        if "b_hid" in params:
+            h = h + (params["b_hid"][k] if bias_input is None else bias_input[..., None] * params["b_hid"][k])
+        h = phi(h)
+    return h
+
+
+def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array, bias_input=None) -> jax.Array:
+    """Outputs y_ij for decoders ``decoders`` (M, K): (M, K, B, C). ``h`` is (M, B, H) when every route
+    of input domain i sees the same inputs, or (M, K, B, H) when each route has its own batch."""
+    W = params["dec"][decoders]  # (M, K, C, H): small, gathered once per step
+    y = jnp.einsum("ibh,ikch->ikbc" if h.ndim == 3 else "ikbh,ikch->ikbc", h, W)
+    if "b_dec" in params:
+        b = params["b_dec"][decoders][:, :, None, :]
+        y = y + (b if bias_input is None else b * (bias_input[:, None, :, None] if h.ndim == 3
+                                                    else bias_input[..., None]))
+    return y
+
+
+def _example_loss(loss: str, y: jax.Array, target: jax.Array) -> jax.Array:
+    if loss == "mse":
+        return 0.5 * jnp.sum((target - y) ** 2, axis=-1)
+    return -jnp.sum(target * jax.nn.log_softmax(y, axis=-1), axis=-1)
+
+
+def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array) -> jax.Array:
+    """Targets of output domain j: columns of the base targets permuted, y'_k = y_{sigma_j^-1(k)}.
+    ``Y`` (M, B, C) or (M, K, B, C) -> (M, K, B, C)."""
+    cols = inverse[decoders][:, :, None, :]  # (M, K, 1, C)
+    if Y.ndim == 3:
+        Y = jnp.broadcast_to(Y[:, None], (Y.shape[0], decoders.shape[1], *Y.shape[1:]))
+    return jnp.take_along_axis(Y, jnp.broadcast_to(cols, Y.shape), axis=-1)
+
+
+class RouteBatch(NamedTuple):
+    """Training rows per input domain: x (M, n, N0), bias_input (M, n), y (M, n, C) base targets,
+    weight (M, n) (1/N for data rows, 1 for effective rows, 0 for padding), offset (M,)."""
+
+    x: jax.Array
+    bias_input: jax.Array
+    y: jax.Array
+    weight: jax.Array
+    offset: jax.Array
+
+
+class Routes(NamedTuple):
+    """The trained routes as a table: input domain i trains decoders ``decoders[i, :]`` where ``valid``."""
+
+    decoders: jax.Array  # (M, K) int
+    valid: jax.Array     # (M, K) float
+    inverse: jax.Array   # (M, C): sigma_j^-1
+
+
+def trained_routes(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
+    """The trained routes of ``mask`` (M x M) as a table of decoders per input domain, padded
+    (``valid`` = 0) where input domains train different numbers of routes."""
+    mask = explicit(mask)
+    M = len(label_maps)
+    if mask.shape != (M, M):
+        raise GateError(f"route mask has shape {mask.shape}, the task has {M} input and {M} output domains")
+    if not mask.any():
+        raise GateError("route mask trains no route")
+    K = int(mask.sum(1).max())
+    decoders, valid = np.zeros((M, K), int), np.zeros((M, K))
+    for i in range(M):
+        js = np.flatnonzero(mask[i])
+        decoders[i, : len(js)], valid[i, : len(js)] = js, 1.0
+    return Routes(jnp.asarray(decoders), jnp.asarray(valid), jnp.asarray(np.argsort(label_maps, axis=1)))
+
+
+def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: RouteOptions) -> jax.Array:
+    """Mean over trained routes of sum_rows weight * l(row) + offset (full batch: the route's mean loss)."""
+    h = hidden_activity(params, batch.x, opts, batch.bias_input)
+    y = route_outputs(params, h, routes.decoders, batch.bias_input)
+    losses = _example_loss(opts.loss, y, _permute_targets(batch.y, routes.inverse, routes.decoders))
+    per_route = jnp.einsum("ikb,ib->ik", losses, batch.weight) + batch.offset[:, None]
+    return jnp.sum(routes.valid * per_route) / jnp.sum(routes.valid)
+
+
+def evaluate(params: RouteParams, x: jax.Array, labels: jax.Array, label_maps: jax.Array,
+             opts: RouteOptions) -> tuple[jax.Array, jax.Array]:
+    """Mean loss and accuracy of every route (i, j) on inputs ``x`` (M, n, N0): two (M, M) arrays."""
+    M, C = label_maps.shape
+    decoders = jnp.broadcast_to(jnp.arange(M), (M, M))
+    y = route_outputs(params, hidden_activity(params, x, opts), decoders)  # (M, M, n, C)
+    target = label_maps[:, labels]  # (M_out, n)
+    loss = _example_loss(opts.loss, y, jax.nn.one_hot(target, C, dtype=y.dtype)[None])
+    correct = jnp.argmax(y, axis=-1) == target[None]
+    return loss.mean(-1), correct.mean(-1)
+
+
+# ------------------------------------------------------------------- batches
+def data_batch(task: RouteTask, dtype=jnp.float64) -> RouteBatch:
+    """Every training image of every input domain, weight 1/N."""
+    M, N, _ = task.X.shape
+    return RouteBatch(jnp.asarray(task.X, dtype), jnp.ones((M, N), dtype),
+                      jnp.asarray(np.broadcast_to(np.eye(task.classes)[task.labels], (M, N, task.classes)), dtype),
+                      jnp.full((M, N), 1.0 / N, dtype), jnp.zeros(M, dtype))
+
+
+def moment_batch(task: RouteTask, affine: bool, dtype=jnp.float64) -> RouteBatch:
+    """The moments of each input domain as whitened effective rows (exact for MSE, linear, full batch)."""
+    M, N, d = task.X.shape
+    Y = np.eye(task.classes)[task.labels]
+    stats = ContextStats(
+        names=tuple(map(str, range(M))), count=np.full(M, N), probability=np.full(M, 1.0 / M),
+        xx=task.X.transpose(0, 2, 1) @ task.X / N, yx=Y.T @ task.X / N,  # matmul: BLAS, unlike np.einsum
+        yy=np.broadcast_to(Y.T @ Y / N, (M, task.classes, task.classes)), x_mean=task.X.mean(1),
+        y_mean=np.broadcast_to(Y.mean(0), (M, task.classes)), node_gates={}, edge_gates={},
+        inputs={"x": slice(0, d)}, outputs={"y": slice(0, task.classes)},
+    )
+    eff = effective_examples(stats, affine)
+    n = int(np.bincount(eff.context, minlength=M).max())
+    x, b, y, w = np.zeros((M, n, d)), np.zeros((M, n)), np.zeros((M, n, task.classes)), np.zeros((M, n))
+    for i in range(M):
+        rows = eff.context == i
+        k = int(rows.sum())
+        x[i, :k], b[i, :k], y[i, :k], w[i, :k] = eff.x[rows], eff.bias_input[rows], eff.y[rows], 1.0
+    return RouteBatch(*(jnp.asarray(a, dtype) for a in (x, b, y, w, eff.offset)))
+
+
+def _minibatch_objective(params, batch: RouteBatch, idx: jax.Array, routes: Routes, opts: RouteOptions) -> jax.Array:
+    """The objective on rows ``idx`` (M, K, B) of each input domain: one minibatch per trained route."""
+    rows = jnp.arange(idx.shape[0])[:, None, None]
+    y = route_outputs(params, hidden_activity(params, batch.x[rows, idx], opts), routes.decoders)
+    per_route = _example_loss(opts.loss, y, _permute_targets(batch.y[rows, idx], routes.inverse, routes.decoders))
+    return jnp.sum(routes.valid * per_route.mean(-1)) / jnp.sum(routes.valid)
+
+
+# ------------------------------------------------------------------- the loop
+class _State(NamedTuple):
+    params: RouteParams
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+    perm: jax.Array
+    diverged: jax.Array
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(opts: RouteOptions, shape: tuple[int, int, int]):
+    """Jitted (init, run_chunk) for one option set and (M, K, N). The state holds every run (leading
+    axis); the step counter is shared, so the epoch's reshuffle is a real branch, not a vmapped select."""
+    opt = optax.sgd(opts.lr, momentum=opts.momentum or None)  # elementwise: acts on all runs at once
+    M, K, N = shape
+    B = opts.batch_size
+
+    def grads(s: _State, batch: RouteBatch, routes: Routes):
+        if B is None:
+            f = lambda p: objective(p, batch, routes, opts)  # noqa: E731
+            return jax.vmap(jax.value_and_grad(f))(s.params), s.perm
+        per_epoch = N // B
+        pos = s.step % per_epoch
+        shuffle = jax.vmap(lambda k: jnp.argsort(jax.random.uniform(
+            jax.random.fold_in(k, s.step // per_epoch), (M, K, N)), axis=-1))
+        perm = jax.lax.cond(pos == 0, lambda: shuffle(s.key), lambda: s.perm)
+        idx = jax.lax.dynamic_slice_in_dim(perm, pos * B, B, axis=3)
+        f = lambda p, i: _minibatch_objective(p, batch, i, routes, opts)  # noqa: E731
+        return jax.vmap(jax.value_and_grad(f))(s.params, idx), perm
+
+    def step(s: _State, batch, routes) -> _State:
+        (loss, grad), perm = grads(s, batch, routes)
+        updates, opt_state = opt.update(grad, s.opt_state, s.params)
+        bad = ~jnp.isfinite(loss)
+        return s._replace(params=optax.apply_updates(s.params, updates), opt_state=opt_state, step=s.step + 1,
+                          perm=perm, diverged=jnp.where(bad & (s.diverged < 0), s.step, s.diverged))
+
+    def record(s: _State, evals):
+        at = jax.vmap(evaluate, in_axes=(0, None, None, None, None))
+        return {name: at(s.params, x, labels, maps, opts) for name, (x, labels, maps) in evals.items()}
+
+    def init(params, keys):
+        runs = keys.shape[0]
+        return _State(params, opt.init(params), jnp.zeros((), int), keys, jnp.zeros((runs, M, K, N), int),
+                      jnp.full(runs, -1))
+
+    def run_chunk(s: _State, counts, batch, routes, evals):
+        def interval(s, n):
+            _, s = jax.lax.while_loop(lambda c: (c[0] < n) & jnp.any(c[1].diverged < 0),
+                                      lambda c: (c[0] + 1, step(c[1], batch, routes)), (0, s))
+            return s, record(s, evals)
+
+        s, rec = jax.lax.scan(interval, s, counts)
+        return s, jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), rec)  # (runs, records, ...)
+
+    return jax.jit(init), jax.jit(run_chunk)
+
+
+def _divergence_error(diverged, params, batch, routes, opts: RouteOptions) -> DivergenceError:
+    bad = np.flatnonzero(diverged >= 0)
+    msg = (f"training diverged: run{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} (run {bad[0]} at step "
+           f"{diverged[bad[0]]}: loss non-finite) with lr = {opts.lr:g}")
+    if opts.batch_size is not None:
+        return DivergenceError(msg + "; lower lr, or the initial gain")
+    # Full batch: the curvature at run bad[0]'s initial point bounds the stable step there.
+    start = jax.tree.map(lambda a: a[bad[0]], params)
+    lam = sharpness(lambda p: objective(p, batch, routes, opts), start)
+    return DivergenceError(f"{msg}. {stable_step_note(lam, opts.momentum, 'its initial point')}")
+
+
+@dataclass(frozen=True, eq=False)
+class RouteResult:
+    """Metrics of every route (i, j), per run and record: ``loss[split]`` and ``accuracy[split]`` have
+    shape (runs, records, M, M) for split "train" and "test"; ``mask`` marks the trained routes."""
+
+    options: RouteOptions
+    method: str
+    mask: np.ndarray
+    params: RouteParams
+    step: np.ndarray
+    epoch: np.ndarray
+    time: np.ndarray
+    loss: dict[str, np.ndarray]
+    accuracy: dict[str, np.ndarray]
+
+    def mean(self, metric: str = "accuracy", split: str = "test", trained: bool = True) -> np.ndarray:
+        """(runs, records): the metric averaged over the trained (or the untrained) routes."""
+        values = (self.accuracy if metric == "accuracy" else self.loss)[split]
+        sel = self.mask if trained else ~self.mask
+        if not sel.any():
+            return np.full(values.shape[:2], np.nan)
+        return values[..., sel].mean(-1)
+
+    def to_xarray(self):
+        """Every route's metrics as an :class:`xarray.Dataset` (dims run, step, input, output)."""
+        import xarray as xr
+
+        dims = ("run", "step", "input", "output")
+        ds = xr.Dataset({f"{m}_{s}": (dims, v[s]) for m, v in (("loss", self.loss), ("accuracy", self.accuracy))
+                         for s in v}, coords={"step": self.step, "epoch": ("step", self.epoch),
+                                              "time": ("step", self.time)})
+        ds["trained"] = (("input", "output"), self.mask)
+        ds.attrs.update(method=self.method, loss_convention=self.options.loss, lr=self.options.lr,
+                        momentum=self.options.momentum, time_units="tau (time = lr * step / (1 - momentum))")
+        return ds
+
+
+def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: RouteOptions, *, key: int = 0,
+                 progress: bool | None = None) -> RouteResult:
+    """Train every run of ``params`` (leading run axis, e.g. from :func:`init_routes`) on the routes
+    of ``mask`` and record the loss and accuracy of all M^2 routes on the train and test splits.
+
+    Minibatches: each trained route draws ``batch_size`` of the N training images per step, without
+    replacement within an epoch (run r uses ``fold_in(PRNGKey(key), r)``). Raises
+    :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite.
+    """
+    routes = trained_routes(mask, task.label_maps)
+    if params["enc"].ndim != 4:
+        raise ShapeError("params need a leading run axis (see init_routes)")
+    runs = params["enc"].shape[0]
+    M, N, d = task.X.shape
+    if params["enc"].shape[1:] != (M, params["enc"].shape[2], d) or params["dec"].shape[1:3] != (M, task.classes):
+        raise ShapeError(f"params (encoders {params['enc'].shape[1:]}, decoders {params['dec'].shape[1:]}) do not fit "
+                         f"the task ({M} domains, N0={d}, {task.classes} classes)")
+    if opts.batch_size is not None and opts.batch_size > N:
+        raise ShapeError(f"batch_size {opts.batch_size} exceeds the {N} training images")
+    dtype = params["enc"].dtype
+    method = opts.resolve_method()
+    batch = moment_batch(task, "b_enc" in params, dtype) if method == "moment" else data_batch(task, dtype)
+    n_eval = N if opts.eval_examples is None else min(N, opts.eval_examples)
+    maps = jnp.asarray(task.label_maps)
+    evals = {"train": (jnp.asarray(task.X[:, :n_eval], dtype), jnp.asarray(task.labels[:n_eval]), maps),
+             "test": (jnp.asarray(task.X_test, dtype), jnp.asarray(task.labels_test), maps)}
+    # steps, records and eval size only shape the host loop: runs that differ in them share a compilation
+    init, run_chunk = _compiled(replace(opts, steps=1, records=1, eval_examples=None), (M, routes.decoders.shape[1], N))
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(key), r))(jnp.arange(runs))
+    schedule = np.unique(np.linspace(0, opts.steps, opts.records + 1).round().astype(int))
+    counts = np.diff(schedule, prepend=0)  # the first entry, 0 steps, records the initial point
+    state, rec = run_schedule(run_chunk, init(params, keys), counts, max(1, math.ceil(len(counts) / 10)),
+                              (batch, routes, evals), progress)
+    diverged = np.asarray(state.diverged)
+    if (diverged >= 0).any():
+        raise _divergence_error(diverged, params, batch, routes, opts)
+    per_epoch = N / opts.batch_size if opts.batch_size else 1
+    return RouteResult(opts, method, np.asarray(explicit(mask)), state.params, schedule, schedule / per_epoch,
+                       opts.lr * schedule / (1 - opts.momentum),
+                       {s: rec[s][0] for s in rec}, {s: rec[s][1] for s in rec})
