@@ -10,7 +10,8 @@ BENCHMARKS = {
     "moment_vs_data": (moment_vs_data, "Moment-space vs data-space full-batch GD (routing, Fig. 4, noisy examples)"),
     "scan_vs_loop": (scan_vs_loop, "jit + lax.scan vs per-step Python loops (routing, Fig. 4)"),
     "reduction_vs_full": (reduction_vs_full, "Reduced per-mode dynamics vs full-network GD, growing hidden width"),
-    "routing_experiment": (routing_experiment, "gdln reproduce routing: wall time; vmapped vs one-at-a-time seeds"),
+    "routing_experiment": (routing_experiment, "gdln reproduce routing (Fig. 4) vs a numpy yardstick "
+                                               "(benchmarks/routing_numpy.py): wall times, breakdown"),
     "sweep_scaling": (sweep_scaling, "Scaling: vmapped seeds, points batched by a sweep, Dask workers"),
     "ggdln_theory": (ggdln_theory, "GGDLN kernel renormalisation: solve time vs P"),
     "ggdln_langevin": (ggdln_langevin, "GGDLN: theory vs Langevin estimate of eps_g"),

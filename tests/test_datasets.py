@@ -1,5 +1,5 @@
-"""Readers for full MNIST (IDX) and CIFAR-10 (pickle batches) on small files written here, and the
-stratified split."""
+"""Readers for full MNIST (IDX) and CIFAR-10 (pickle batches) on small files written here, the
+stratified split, and the fitted input transform (chunked fit, PCA sign rule)."""
 
 import gzip
 import pickle
@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from gdln.datasets.images import load_cifar10, load_mnist, read_idx, stratified_split
+from gdln.datasets.images import load_cifar10, load_mnist, preprocess, read_idx, stratified_split
+from gdln.core.transform import Preprocessor
 from gdln.errors import ConfigError, DataError
 
 
@@ -86,3 +87,37 @@ def test_mnist1d_is_generated_offline_and_leaves_global_random_state_alone():
     assert np.random.random_sample() == expected
     assert X.shape == (5000, 40) and np.all(np.bincount(y) == 500)
     np.testing.assert_array_equal(images("mnist1d")[0], X)
+
+
+def _anisotropic(seed=0, n=300, d=6):
+    """Rows with distinct variances along a random orthonormal frame, mean 3."""
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    return rng.standard_normal((n, d)) @ np.diag(np.arange(d, 0, -1.0)) @ Q.T + 3.0
+
+
+@pytest.mark.parametrize("options", [{}, {"pca": 3}, {"standardise": True, "pca": 4}, {"centre": False, "pca": 2}])
+def test_chunked_fit_equals_whole_fit(options):
+    X = _anisotropic()
+    whole = Preprocessor.fit([X], **options)
+    chunked = Preprocessor.fit(iter([X[:7], X[7:150], X[150:]]), **options)
+    np.testing.assert_allclose(chunked(X), whole(X), atol=1e-10)
+    np.testing.assert_allclose(whole(X), (X - whole.mean) / whole.scale @ (
+        np.eye(6) if whole.basis is None else whole.basis.T))
+
+
+def test_pca_sign_rule_is_deterministic_and_invariant_to_flipping_the_data():
+    """Negating the data along any principal direction leaves the fitted basis unchanged, and every
+    basis row has its largest-magnitude entry positive."""
+    X = _anisotropic(1)
+    basis = Preprocessor.fit([X], pca=4).basis
+    assert np.all(basis[np.arange(4), np.abs(basis).argmax(1)] > 0)
+    frame = Preprocessor.fit([X], pca=6).basis  # all principal directions of X
+    centred = X - X.mean(0)
+    for flips in ([-1, 1, 1, 1, 1, 1], [1, -1, -1, 1, 1, -1], [-1] * 6):
+        flipped = X.mean(0) + centred @ frame.T @ np.diag(flips) @ frame  # reflected along those directions
+        np.testing.assert_allclose(Preprocessor.fit([flipped], pca=4).basis, basis, atol=1e-10)
+    # the binary-task preprocessing uses the same basis: z_k = u_k . (x - mean), rows then scaled
+    Z = preprocess(X, X[:5], pca=4)[0]
+    expected = centred @ basis.T
+    np.testing.assert_allclose(Z, 2 * expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-10)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gdln.errors import DivergenceError, GateError, ShapeError
-from gdln.ggdln import GGDLN, GlobalGates, effective_sample_size, gp_kernel, gp_predict, sampling as langevin
+from gdln.ggdln import GGDLN, GlobalGates, effective_sample_size, gp_kernel, gp_predict, langevin
 
 
 def data(P=6, N0=5, seed=0):

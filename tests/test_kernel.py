@@ -109,10 +109,10 @@ def test_discrete_dynamics_equal_explicit_linearised_gd():
     lin = linearise(g, params, data, evaluate={"all": every})
     opts = gdln.TrainOptions(steps=60, lr=0.5 / lin.sharpness.max(), record_every=15)
     traj = lin.simulate(opts)
-    assert np.array_equal(traj.step, opts.schedule()) and np.allclose(traj.time, opts.lr * traj.step)
+    assert np.array_equal(traj.step, opts.recorded()) and np.allclose(traj.time, opts.lr * traj.step)
     for s in range(2):
         loss, eval_loss, final = _explicit_linearised_gd(
-            g, jax.tree.map(lambda a: a[s], params), data, [every], opts.lr, opts.steps, set(opts.schedule()))
+            g, jax.tree.map(lambda a: a[s], params), data, [every], opts.lr, opts.steps, set(opts.recorded()))
         assert _rel(traj.loss[s], loss) < 1e-10
         assert _rel(traj.evaluations["all"][0][s], eval_loss[:, 0]) < 1e-10
         predicted = np.concatenate([traj.outputs["all"][v][s] for v in g.outputs], axis=1)
@@ -141,7 +141,7 @@ def test_flow_limits_kernel_regression_and_time_axis():
 
     lr = 0.01 / lin.sharpness[0]
     opts = gdln.TrainOptions(steps=400, lr=lr, record_every=40)
-    discrete, flow = lin.simulate(opts), lin.solve(lr * opts.schedule())
+    discrete, flow = lin.simulate(opts), lin.solve(opts.time(opts.recorded()))
     assert np.array_equal(discrete.time, flow.time)
     assert np.max(np.abs(discrete.loss - flow.loss)) < 0.01 * discrete.loss[0, 0]
     assert discrete.loss[0, -1] < 0.5 * discrete.loss[0, 0]  # the comparison covers real learning

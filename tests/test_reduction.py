@@ -12,7 +12,8 @@ from gdln.theory import closed_form as cf
 from gdln import errors
 from gdln.lab.cli import app
 from gdln.theory.race import race
-from gdln.theory.reduction import balanced_init, chain_values, paths_through_counts, reduce, time_to_epochs
+from gdln.core.schedule import time_to_epochs
+from gdln.theory.reduction import balanced_init, chain_values, paths_through_counts, reduce
 
 from .strategies import diagonal_dataset, random_graphs
 
@@ -103,6 +104,37 @@ def test_degenerate_singular_values_get_consistent_bases():
     _assert_same(g, red, full, reduced)
 
 
+@pytest.mark.parametrize("k", [1, 4, 64])
+def test_degenerate_modes_survive_rounding_noise(routing_fig4, k):
+    """Fig. 4 task with its two equal singular values k ulps apart (as on another CPU's BLAS), and
+    with every target nudged one ulp: the same number of modes and links, the same mode and chain
+    strengths (to 1e-9) and the same decoupled start. (Which of two equal modes is numbered first
+    follows the basis LAPACK picks in their degenerate subspace, so mode labels may swap.)"""
+    g, data, (X, Y) = routing_fig4
+    red = reduce(g, data)
+    U, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    eps = np.finfo(float).eps
+    for Yk in ((U * (s * [1, 1, 1 - k * eps, 1 + k * eps])) @ Vt, np.nextafter(Y, np.inf)):
+        other = reduce(g, gdln.routing_task(g, X, Yk, gdln.band(7, 1, 2)))
+        assert other.num_modes == red.num_modes == 4 and other.num_links == red.num_links
+        strengths = [r.chains().groupby("mode").s.first().to_numpy() for r in (red, other)]
+        assert np.allclose(*strengths, rtol=0, atol=1e-9) and np.allclose(other.chain_s, red.chain_s, rtol=0, atol=1e-9)
+        assert np.allclose(chain_values(other, other.init(0.08)), chain_values(red, red.init(0.08)), rtol=1e-12)
+
+
+def test_simulate_takes_a_schedule(routing_fig4):
+    """A plain Schedule drives the reduced GD like the TrainOptions with the same steps and records."""
+    g, data, _ = routing_fig4
+    red = reduce(g, data)
+    schedule = gdln.Schedule(steps=40, lr=0.16, momentum=0.5, record_every=10)
+    opts = gdln.TrainOptions(steps=40, lr=0.16, momentum=0.5, record_every=10)
+    a, b = red.simulate(red.init(0.08), schedule), red.simulate(red.init(0.08), opts)
+    assert np.array_equal(a.step, schedule.recorded()) and np.allclose(a.time, schedule.time(a.step))
+    assert np.array_equal(a.b, b.b) and np.array_equal(a.loss, b.loss)
+    with pytest.raises(errors.UnsupportedError, match="full-batch"):
+        red.simulate(red.init(0.1), gdln.TrainOptions(steps=1, lr=0.1, loss="cross_entropy"))
+
+
 def test_residual_reports_a_broken_assumption():
     """A chain on a random teacher (input covariance not aligned with the correlations)."""
     g = gdln.chain([5, 8, 4])
@@ -146,7 +178,7 @@ def test_time_axis_in_callers_units(routing_fig4):
     """The paper's loss is 8x the library loss: its epochs at lr 0.02 are the library steps at lr 0.16."""
     g, data, _ = routing_fig4
     red = reduce(g, data)
-    reduced = red.simulate(red.init(0.08), gdln.TrainOptions(steps=100, lr=0.16, record_every=10))
+    reduced = red.simulate(red.init(0.08), gdln.Schedule(steps=100, lr=0.16, record_every=10))
     assert np.allclose(reduced.epochs(0.02, loss_scale=8), reduced.step, rtol=1e-12)
     assert np.allclose(reduced.time, 0.16 * reduced.step)
     assert np.allclose(time_to_epochs(1.6, 0.16), 10)

@@ -57,7 +57,7 @@ def test_train_batch_rejects_options_beyond_lr_and_names_the_diverging_run():
     opts = gdln.TrainOptions(steps=10, lr=0.1)
     with pytest.raises(UnsupportedError, match="run 1 differ"):
         gdln.train_batch(g, data, [p, p], [opts, gdln.TrainOptions(steps=11, lr=0.1)])
-    with pytest.raises(DivergenceError, match=r"run 1: seed 0; .* lr = 500"):
+    with pytest.raises(DivergenceError, match=r"run 1: seed 0 at step .* lr = 500"):
         gdln.train_batch(g, data, [p, p], [opts, gdln.TrainOptions(steps=10, lr=500.0)], progress=False)
 
 

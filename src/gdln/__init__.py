@@ -26,13 +26,16 @@ _API = {
     **dict.fromkeys(("contextual_task", "hierarchical_task", "paper_loss_factor", "routing_task", "single_io",
                      "teacher_task", "xor_task"), "gdln.core.tasks"),
     **dict.fromkeys(("Schedule", "time_to_epochs"), "gdln.core.schedule"),
-    # route tasks on real images
+    **dict.fromkeys(("group_levels", "largest_eigenvalue"), "gdln.core.linalg"),
+    "Preprocessor": "gdln.core.transform",
+    # datasets: route tasks on real images, binary digit tasks, local MNIST / CIFAR-10 readers
     **dict.fromkeys(("RouteTask", "route_task"), "gdln.datasets.routes"),
+    **dict.fromkeys(("BinaryTask", "binary_digits", "load_cifar10", "load_mnist"), "gdln.datasets.images"),
     # training
     **dict.fromkeys(("TrainOptions", "TrainResult", "train", "train_batch"), "gdln.training.engine"),
     **dict.fromkeys(("RouteOptions", "RouteResult", "init_routes", "train_routes"), "gdln.training.routes"),
     # theory
-    **dict.fromkeys(("ReducedTrajectory", "Reduction", "reduce"), "gdln.theory.reduction"),
+    **dict.fromkeys(("ReducedTrajectory", "Reduction", "chain_values", "reduce"), "gdln.theory.reduction"),
     **dict.fromkeys(("RaceReport", "race"), "gdln.theory.race"),
     **dict.fromkeys(("Linearisation", "LinearisedTrajectory", "linearise", "tangent_kernel"), "gdln.theory.kernel"),
 }

@@ -59,6 +59,10 @@ class UnsupportedError(GdlnError, ValueError):
     """A combination of options the chosen trainer cannot run (e.g. moment space with ReLU)."""
 
 
+class PrecisionError(GdlnError):
+    """A computation that needs float64 while JAX runs in float32 (``jax_enable_x64`` off)."""
+
+
 class DivergenceError(GdlnError, ArithmeticError):
     """Training diverged: the loss became non-finite or grew past its bound."""
 

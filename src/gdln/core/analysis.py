@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.errors import UnsupportedError
 from gdln.core.gates import route_table
 from gdln.core.graph import Graph
 from gdln.core.model import Nonlinearity, Params, check_params, path_weight, propagate, seed_batched
 from gdln.core.stats import ContextStats, context_stats, path_gate
+from gdln.errors import UnsupportedError
 
 
 def activities(graph: Graph, params: Params, data: Dataset, nodes, *,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gdln.errors import GateError, NonFiniteDataError, ShapeError, UnknownNodeError
 from gdln.core.graph import Graph
+from gdln.errors import GateError, NonFiniteDataError, ShapeError, UnknownNodeError
 
 
 def _arrays(d: Mapping[str, object] | None) -> dict[str, np.ndarray]:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.errors import GateError
 from gdln.core.graph import Graph
+from gdln.errors import GateError
 
 
 # ---------------------------------------------------------------- routing masks

@@ -123,7 +123,9 @@ def activation(nonlinearity: Nonlinearity, slope: float = 0.01):
     raise UnsupportedError(f"unknown nonlinearity {nonlinearity!r}; use linear, relu or leaky_relu")
 
 
-def _gate(g: jax.Array | None) -> jax.Array | float:
+def gate(g: jax.Array | None) -> jax.Array | float:
+    """A gate as a factor on activities (rows, units): scalar gates (rows,) broadcast over units; no
+    gate is 1."""
     if g is None:
         return 1.0
     return g[:, None] if g.ndim == 1 else g
@@ -159,11 +161,11 @@ def propagate(
             z = h[graph.edge(name).source] @ params["W"][name].T
             if b is not None:
                 z = z + (b[name] if bias_input is None else bias_input[:, None] * b[name])
-            total = total + _gate(edge_gates.get(name)) * z
+            total = total + gate(edge_gates.get(name)) * z
         if v in hidden:
             pre[v] = total
             total = phi(total)
-        h[v] = _gate(node_gates.get(v)) * total
+        h[v] = gate(node_gates.get(v)) * total
     return h, pre
 
 
@@ -182,5 +184,5 @@ def activation_pattern(graph: Graph, params: Params, inputs, node_gates=None, ed
     _, pre = propagate(graph, params, inputs, node_gates or {}, edge_gates or {}, nonlinearity="relu")
     gates = dict(node_gates or {})
     for v, z in pre.items():
-        gates[v] = (z > 0).astype(z.dtype) * _gate(gates.get(v))
+        gates[v] = (z > 0).astype(z.dtype) * gate(gates.get(v))
     return gates

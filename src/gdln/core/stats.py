@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.errors import GateError
 from gdln.core.graph import Graph, Path
+from gdln.errors import GateError
 
 
 def _blocks(graph: Graph, nodes: tuple[str, ...]) -> dict[str, slice]:

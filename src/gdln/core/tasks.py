@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.errors import ShapeError
 from gdln.core.gates import route_table
 from gdln.core.graph import Graph
+from gdln.errors import ShapeError
 
 def hierarchical_task() -> tuple[np.ndarray, np.ndarray]:
     """The Fig. 4 base task: 4 one-hot items, 7 hierarchical features.

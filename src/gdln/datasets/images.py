@@ -7,9 +7,10 @@ Nothing is downloaded: ``"mnist"`` is the 5,000-image MNIST subset shipped with 
 class, seed 42; never downloaded). Full MNIST (IDX files) and CIFAR-10 (python
 pickle batches) are read from a folder the user gives (:func:`load_mnist`, :func:`load_cifar10`).
 
-Preprocessing, fitted on the training inputs only: pixels are centred, optionally projected on the
-top ``pca`` principal components, and every input is scaled to |x|^2 = N0, so that
-K0(x, x) = x . x / N0 = 1 and gate thresholds have the same meaning on every dataset.
+Preprocessing (:func:`preprocess`), fitted on the training inputs only: pixels are centred, optionally
+projected on the top ``pca`` principal components (:class:`~gdln.core.transform.Preprocessor`),
+and every input is scaled to |x|^2 = N0, so that K0(x, x) = x . x / N0 = 1 and gate thresholds have
+the same meaning on every dataset.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gdln.core.transform import Preprocessor
 from gdln.errors import ConfigError, DataError
 
 
@@ -98,17 +100,13 @@ def binary_digits(P: int, P_test: int = 500, *, source: str = "mnist", positive:
 
 
 def preprocess(X: np.ndarray, X_test: np.ndarray, pca: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Centre on the training mean, project on the top ``pca`` principal components of the training
-    inputs (None: keep the pixels), scale every row to |x|^2 = N0."""
-    mean = X.mean(axis=0)
-    X, X_test = X - mean, X_test - mean
-    if pca is not None:
-        if not 1 <= pca <= min(X.shape):
-            raise ConfigError(f"pca={pca} must be between 1 and min(P, pixels) = {min(X.shape)}")
-        basis = np.linalg.svd(X, full_matrices=False)[2][:pca]
-        X, X_test = X @ basis.T, X_test @ basis.T
+    """z = (x - mean) @ basis.T, fitted on ``X`` (:class:`~gdln.core.transform.Preprocessor`: the
+    training mean, the top ``pca`` principal directions; None: keep the pixels), then every row
+    scaled to |z|^2 = N0: x -> sqrt(N0) z / |z|."""
+    transform = Preprocessor.fit([X], pca=pca)
 
     def scale(A):
+        A = transform(A)
         norm = np.linalg.norm(A, axis=1, keepdims=True)
         return np.sqrt(A.shape[1]) * A / np.where(norm > 0, norm, 1.0)
 

@@ -12,13 +12,13 @@ the canvas size kept and pixels from outside the image set to 0; colour channels
 Preprocessing, fitted on the training images of every input domain together (never on test
 images): pixels / 255, then centring (subtract the mean), optional per-pixel standardisation
 (divide by the standard deviation; constant pixels are left unscaled) and optional projection on
-the top ``pca`` principal components. One map serves every domain, so the encoders of different
-domains see the same coordinates.
+the top ``pca`` principal components (:class:`~gdln.core.transform.Preprocessor`, fitted in one
+pass over the domains). One map serves every domain, so the encoders of different domains see the
+same coordinates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from gdln.datasets.images import images, load_cifar10, load_mnist, stratified_split
+from gdln.core.transform import Preprocessor
 from gdln.errors import ConfigError
 
 InputTransform = Literal["rotation", "permutation"]
@@ -34,48 +35,6 @@ InputTransform = Literal["rotation", "permutation"]
 SHAPES = {"mnist": (28, 28), "digits": (8, 8), "mnist1d": (40,), "mnist-idx": (28, 28), "cifar10": (3, 32, 32)}
 #: Largest grey level of each source (images are divided by it).
 SCALES = {"mnist": 255.0, "digits": 16.0, "mnist1d": 1.0, "mnist-idx": 255.0, "cifar10": 255.0}
-
-
-@dataclass(frozen=True, eq=False)
-class Standardiser:
-    """x -> ((x - mean) / scale) @ basis.T, fitted on training inputs (see the module docstring)."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    basis: np.ndarray | None
-
-    @classmethod
-    def fit(cls, chunks: Iterator[np.ndarray] | list[np.ndarray], *, centre: bool = True,
-            standardise: bool = False, pca: int | None = None) -> Standardiser:
-        """Fit on the rows of every chunk (one pass; accumulates the mean and the second moment)."""
-        total, second, n = 0.0, 0.0, 0
-        for X in chunks:
-            X = np.asarray(X, float)
-            total, second, n = total + X.sum(0), second + X.T @ X, n + len(X)
-        if n < 2:
-            raise ConfigError("fitting the input standardisation needs at least 2 training inputs")
-        mean = total / n if centre or standardise else np.zeros_like(total)
-        cov = second / n - np.outer(mean, mean) if centre or standardise else second / n
-        std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        scale = np.where(std > 1e-12 * std.max(), std, 1.0) if standardise else np.ones_like(std)
-        basis = None
-        if pca is not None:
-            if not 1 <= pca <= min(n, len(mean)):
-                raise ConfigError(f"pca={pca} must be between 1 and min(training inputs, features) = "
-                                  f"{min(n, len(mean))}")
-            lam, Q = np.linalg.eigh(cov / np.outer(scale, scale))
-            basis = Q[:, ::-1][:, :pca].T
-            # Fix each component's sign (largest entry positive) so the basis is deterministic.
-            basis = basis * np.sign(basis[np.arange(pca), np.abs(basis).argmax(1)])[:, None]
-        return cls(mean, scale, basis)
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        Z = (np.asarray(X, float) - self.mean) / self.scale
-        return Z if self.basis is None else Z @ self.basis.T
-
-    @property
-    def dimension(self) -> int:
-        return len(self.mean) if self.basis is None else len(self.basis)
 
 
 def rotate(X: np.ndarray, shape: tuple[int, ...], degrees: float) -> np.ndarray:
@@ -182,7 +141,7 @@ def route_task(source: str = "mnist", modules: int = 10, *, input_transform: Inp
         perms = [rng.permutation(Xtr.shape[1]) for _ in range(modules)]
         transforms = [lambda A, p=p: A[:, p] for p in perms]
     scale = SCALES[source]
-    std = Standardiser.fit((f(Xtr) / scale for f in transforms), centre=centre, standardise=standardise, pca=pca)
+    std = Preprocessor.fit((f(Xtr) / scale for f in transforms), centre=centre, standardise=standardise, pca=pca)
     X = np.stack([std(f(Xtr) / scale) for f in transforms])
     X_test = np.stack([std(f(Xte) / scale) for f in transforms])
     classes = int(max(ytr.max(), yte.max())) + 1

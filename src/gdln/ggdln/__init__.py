@@ -6,11 +6,31 @@ kernel of the infinite-width limit and the finite-width kernel renormalisation t
 (:func:`solve`). See docs/ggdln.md.
 """
 
-from gdln.ggdln.sampling import Samples, effective_sample_size, gradient_descent, langevin
-from gdln.ggdln.model import GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict
-from gdln.ggdln.posterior import Posterior, sample_posterior, stable_step
-from gdln.ggdln.theory import Renormalisation, free_energy, generalisation, solve
+from __future__ import annotations
+
+import importlib
+
+#: Public name -> module that defines it; names load on first use (PEP 562), so
+#: ``gdln.ggdln`` imports neither JAX nor SciPy until one is used.
+_API = {
+    **dict.fromkeys(("Samples", "effective_sample_size", "gradient_descent", "langevin"), "gdln.ggdln.sampling"),
+    **dict.fromkeys(("GGDLN", "GlobalGates", "ReLUNetwork", "gp_kernel", "gp_predict"), "gdln.ggdln.model"),
+    **dict.fromkeys(("Posterior", "sample_posterior", "stable_step"), "gdln.ggdln.posterior"),
+    **dict.fromkeys(("Renormalisation", "free_energy", "generalisation", "solve"), "gdln.ggdln.theory"),
+}
 
 __all__ = ["GGDLN", "GlobalGates", "Posterior", "ReLUNetwork", "Renormalisation", "Samples", "effective_sample_size",
            "free_energy", "generalisation", "gp_kernel", "gp_predict", "gradient_descent", "langevin",
            "sample_posterior", "solve", "stable_step"]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'gdln.ggdln' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdln.core.transform import Preprocessor
 from gdln.errors import GateError, ShapeError
 from gdln.core.model import as_key
 
@@ -69,16 +70,15 @@ class GlobalGates:
         """M half-space gates normal to the top M principal directions u_m of the inputs ``X`` (P, N0),
         through their mean: g_m(x) = Theta((u_m . (x - mean)) / s_m + b), s_m the standard deviation
         of the projection, so b sets the open fraction as for random gates on inputs with |x|^2 = N0.
-        Signs are fixed so that every u_m has a positive sum of entries (deterministic)."""
+        The mean and the u_m (with their sign rule) are those of
+        :class:`~gdln.core.transform.Preprocessor`."""
         X = np.asarray(X, float)
         if not 1 <= M <= min(X.shape):
             raise GateError(f"pca gates: M={M} must be between 1 and min(P, N0) = {min(X.shape)}")
-        mean = X.mean(axis=0)
-        _, s, Vt = np.linalg.svd(X - mean, full_matrices=False)
-        U = Vt[:M] * np.where(Vt[:M].sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
-        std = s[:M] / np.sqrt(len(X))
-        normals = np.sqrt(X.shape[1]) * U / std[:, None]
-        return cls("halfspace", normals, threshold - normals @ mean / np.sqrt(X.shape[1]))
+        pca = Preprocessor.fit([X], pca=M)
+        std = pca(X).std(axis=0)
+        normals = np.sqrt(X.shape[1]) * pca.basis / std[:, None]
+        return cls("halfspace", normals, threshold - normals @ pca.mean / np.sqrt(X.shape[1]))
 
     @classmethod
     def kmeans(cls, X, M: int, key: jax.Array | int = 0) -> GlobalGates:

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdln.errors import ConfigError
+from gdln.core.linalg import largest_eigenvalue, require_float64
 from gdln.core.model import as_key
+from gdln.errors import ConfigError
 from gdln.ggdln.sampling import Samples, effective_sample_size, langevin
 from gdln.ggdln.model import GGDLN, ReLUNetwork
 from gdln.ggdln.theory import generalisation
@@ -70,16 +71,8 @@ def stable_step(net: GGDLN | ReLUNetwork, X, T: float, sigma2: float = 1.0, task
     def top(params, k):
         f = lambda th: net.forward(th, X, G)  # noqa: E731
         vjp = jax.vjp(f, params)[1]
-
-        def ntk(v):
-            return jax.jvp(f, (params,), vjp(v))[1]
-
-        def power(_, v):
-            w = ntk(v)
-            return w / jnp.linalg.norm(w)
-
-        v = jax.lax.fori_loop(0, iterations, power, jax.random.normal(k, (X.shape[0],), X.dtype))
-        return v @ ntk(v)
+        ntk = lambda v: jax.jvp(f, (params,), vjp(v))[1]  # noqa: E731  J J^T v
+        return largest_eigenvalue(ntk, jax.random.normal(k, (X.shape[0],), X.dtype), iters=iterations + 1, rtol=0.0)
 
     keys = jax.random.split(as_key(key), (draws, 2))
     lam = jax.jit(jax.vmap(lambda k: top(net.init(k[0], sigma2), k[1])))(keys)
@@ -98,6 +91,7 @@ def sample_posterior(net: GGDLN | ReLUNetwork, X, Y, Xt, *, T: float, sigma2: fl
     recorded per chain, evenly spaced over ``duration``; ``task``/``task_test`` for
     task-conditioned gates.
     """
+    require_float64("gdln.ggdln.sample_posterior")
     if not T > 0:
         raise ConfigError(f"Langevin sampling needs T > 0, got T={T} (T = 0 is gradient descent)")
     X, Xt = jnp.asarray(X, jnp.float64), jnp.asarray(Xt, jnp.float64)

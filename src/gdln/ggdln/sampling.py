@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdln.errors import DivergenceError
 from gdln.core.model import as_key
+from gdln.errors import DivergenceError
 
 
 @dataclass(frozen=True)

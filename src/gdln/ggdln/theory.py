@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
+from gdln.core.linalg import require_float64
 from gdln.errors import GdlnError
 from gdln.ggdln.model import GGDLN, gp_predict
 
@@ -153,6 +154,7 @@ def generalisation(mean, variance, Yt) -> dict[str, float]:
 
 def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array], task=None) -> jax.Array:
     """F(V) of the module docstring (one P x P Cholesky factorisation)."""
+    require_float64("gdln.ggdln.free_energy")
     X = jnp.asarray(X)
     return _F(V, _base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], jnp.asarray(Y, X.dtype), T,
               net.widths, _counts(net))
@@ -174,6 +176,7 @@ def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, task=None, tol: fl
     (e.g. P <= N0 for a deep linear network); otherwise :class:`GdlnError`.
     Cost: one P x P Cholesky factorisation (and its reverse pass) per evaluation of F, plus two at
     the solution; ``evaluations`` counts them."""
+    require_float64("gdln.ggdln.solve")
     if T < 0 or sigma2 <= 0:
         raise GdlnError(f"need T >= 0 and sigma2 > 0, got T={T}, sigma2={sigma2}")
     X = jnp.asarray(X, jnp.float64)

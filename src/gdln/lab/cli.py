@@ -14,11 +14,11 @@ app = typer.Typer(
 )
 
 
-@app.callback()
 def _setup() -> None:
     """Every command computes in float64 (theory is compared with simulation; a config may still ask
     for float32) and keeps compiled XLA programs on disk between runs
-    (:func:`gdln.lab.store.compile_cache`)."""
+    (:func:`gdln.lab.store.compile_cache`). Called at the start of each command, never for
+    ``--help``, so help answers without importing JAX."""
     import jax
 
     from gdln.lab.store import compile_cache
@@ -30,6 +30,7 @@ def _setup() -> None:
 @app.command()
 def version() -> None:
     """Print the gdln, JAX and device versions."""
+    _setup()
     import jax
 
     import gdln
@@ -45,6 +46,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train the network a config describes and write a run folder."""
+    _setup()
     from gdln.lab import config as cfgmod
     from gdln.errors import GdlnError
     from gdln.lab.runner import run
@@ -73,7 +75,7 @@ def race_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """The race between pathways: rates, predicted and measured winners (table + figure)."""
-    import json
+    _setup()
     from dataclasses import replace
 
     from rich.console import Console
@@ -84,7 +86,7 @@ def race_cmd(
     from gdln.lab.plot import race_figure
     from gdln.theory.race import race
     from gdln.lab.runner import run
-    from gdln.lab.store import provenance, staged_folder
+    from gdln.lab.store import provenance, write_folder
 
     try:
         cfg = cfgmod.load_yaml(config)
@@ -96,13 +98,15 @@ def race_cmd(
         result, _ = run(sim_cfg, progress=False if quiet else None)
         report = report.with_simulation(result.weights, result.time)
         folder = out or Path("runs") / f"{cfg.name}-race"
-        with staged_folder(folder, overwrite) as tmp:
-            (tmp / "config.yaml").write_text(cfgmod.dump_yaml(cfg))
-            (tmp / "provenance.json").write_text(json.dumps(provenance(cfg.seed, cfg.seeds), indent=2) + "\n")
+
+        def write(tmp: Path) -> None:
             report.pathways.to_csv(tmp / "pathways.csv", index=False)
             report.modes.to_csv(tmp / "modes.csv", index=False)
             report.reduction.residuals().to_csv(tmp / "residuals.csv", index=False)
             race_figure(report, tmp / "race", lr=cfg.train.lr, momentum=cfg.train.momentum)
+
+        write_folder(folder, config=cfgmod.dump_yaml(cfg), provenance=provenance(cfg.seed, cfg.seeds), write=write,
+                     overwrite=overwrite)
     except GdlnError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -127,6 +131,7 @@ def race_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """The paper figures ``gdln reproduce`` can run, with the expected run time of each."""
+    _setup()
     from rich.console import Console
     from rich.table import Table
 
@@ -154,6 +159,7 @@ def reproduce_cmd(
                                      "(routes-cifar: the CIFAR-10 python batches)."),
 ) -> None:
     """Reproduce a paper figure: figures (PNG + PDF), data per panel, config and summary.json."""
+    _setup()
     import dataclasses
     import time
 
@@ -203,6 +209,7 @@ def sweep_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run a sweep: every point without a finished folder; re-running resumes (see `gdln collect`)."""
+    _setup()
     from gdln.lab import sweep as sw
     from gdln.errors import GdlnError
 
@@ -237,6 +244,7 @@ def collect_cmd(
     folder: Path = typer.Argument(..., help="Sweep folder."),
 ) -> None:
     """Gather a sweep's finished points into results.parquet (tidy) and results.nc (labelled arrays)."""
+    _setup()
     from rich.console import Console
     from rich.table import Table
 
@@ -273,6 +281,7 @@ def plot_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Figure path [default: SWEEP/<metric>-vs-<x>.png]."),
 ) -> None:
     """Draw a metric against one or two swept fields, mean ± s.e.m. over seeds (PNG + PDF)."""
+    _setup()
     import yaml
 
     from gdln.errors import ConfigError, GdlnError

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gdln.core import gates, graph as graphs, tasks
 from gdln.core.data import Dataset
-from gdln.errors import ConfigError, GdlnError
 from gdln.core.graph import Graph
+from gdln.errors import ConfigError, GdlnError
 from gdln.training.engine import TrainOptions
 
 

@@ -24,11 +24,30 @@ def style():
 
 
 def save(fig, path: str | Path) -> list[Path]:
-    """Write ``fig`` as PNG and PDF next to each other; returns the paths."""
+    """Write ``fig`` as PNG and PDF next to each other, then close it; returns the paths.
+
+    The layout (constrained layout, the tight bounding box of ``savefig.bbox: tight``) is computed
+    once for both files: ``savefig`` alone lays the figure out and draws it twice per file, which
+    is most of the plotting time of a many-panel figure.
+    """
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    fig.draw_without_rendering()  # runs the layout engine, places every artist
+    options = {}
+    if mpl.rcParams["savefig.bbox"] == "tight":
+        pad = mpl.rcParams["savefig.pad_inches"]
+        options["bbox_inches"] = fig.get_tightbbox().padded(pad)
+    # Keep the positions just computed. With no layout engine at all (not even matplotlib's
+    # placeholder, which set_layout_engine("none") leaves) savefig skips its own layout pass.
+    fig.set_layout_engine("none")
+    if hasattr(fig, "_layout_engine"):
+        fig._layout_engine = None
     for p in out:
-        fig.savefig(p)
+        fig.savefig(p, **options)
+    plt.close(fig)
     return out
 
 
@@ -36,11 +55,12 @@ def race_figure(report, path: str | Path, *, lr: float, loss_scale: float = 1.0,
     """The race: each class of pathways (equal race rate) with its mean contribution to the output
     over epochs (full-batch GD with ``lr`` on ``loss_scale * L``) and its predicted learning time
     (dashed); right, the race rates."""
-    from gdln.theory.reduction import time_to_epochs
+    from gdln import group_levels, time_to_epochs
 
     df = report.pathways
-    rates = np.unique(np.round(df["rate"].to_numpy(), 12))[::-1]
-    classes = [np.flatnonzero(np.isclose(df["rate"], r, rtol=1e-9, atol=0)) for r in rates]
+    labels, levels = group_levels(df["rate"].to_numpy())  # classes of equal rate, strongest first
+    rates = levels[::-1]
+    classes = [np.flatnonzero(labels == k) for k in range(len(levels))[::-1]]
     with style() as plt:
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(7.0, 2.8), width_ratios=(2.2, 1))
         for k, (r, members) in enumerate(zip(rates, classes)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 from gdln.lab import config as cfgmod
 from gdln.errors import UnsupportedError
 from gdln.core.model import init_seeds
-from gdln.lab.store import provenance, write_run
+from gdln.lab.store import provenance, write_folder, write_result
 from gdln.training.engine import TrainResult, train_batch
 
 # Fields that only change initial values or the step size, not array shapes: runs that differ only
@@ -61,5 +62,6 @@ def run(cfg: cfgmod.RunConfig, out: str | Path | None = None, *, overwrite: bool
     result = run_batch([cfg], progress=progress)[0]
     folder = None
     if out is not None:
-        folder = write_run(out, cfgmod.dump_yaml(cfg), provenance(cfg.seed, cfg.seeds), result, overwrite)
+        folder = write_folder(out, config=cfgmod.dump_yaml(cfg), provenance=provenance(cfg.seed, cfg.seeds),
+                              write=functools.partial(write_result, result), overwrite=overwrite)
     return result, folder

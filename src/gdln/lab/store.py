@@ -8,8 +8,10 @@ A run folder ``DIR`` holds
 * ``trajectories.nc``  labelled arrays (xarray / NetCDF4): losses, singular values, weights,
 * ``params.npz``       final parameters, ``W/<edge>`` and ``b/<edge>`` with a leading seed axis.
 
-It is written to a temporary folder beside ``DIR`` and renamed into place when complete, so a
-folder that exists is never half-written.
+Every run folder (training runs, ``gdln reproduce`` experiments, sweep points) is written by
+:func:`write_folder`: ``config.yaml`` and ``provenance.json`` the same way, then the files of its
+kind, in a temporary folder beside ``DIR`` renamed into place when complete, so a folder that
+exists is never half-written.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 
 from gdln.errors import RunExistsError
-from gdln.core.model import stack_params
-from gdln.training.engine import TrainResult
+
+if TYPE_CHECKING:
+    from gdln.training.engine import TrainResult
 
 PACKAGES = ("gdln", "jax", "jaxlib", "numpy", "scipy", "optax", "xarray", "pandas", "pydantic")
 
@@ -53,6 +57,8 @@ def git_commit(path: Path | None = None) -> str | None:
 
 def provenance(seed: int, seeds: int) -> dict:
     """What produced a run: seeds, versions, commit, machine, time."""
+    import jax
+
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -104,6 +110,8 @@ def compile_cache(folder: str | None = None) -> None:
     """Keep compiled XLA programs on disk between processes: ``folder``, else ``GDLN_CACHE_DIR``,
     else ``~/.cache/gdln/jax``; an empty ``GDLN_CACHE_DIR`` disables it. A repeated run (or a
     sweep worker meeting a shape it compiled before) skips most of its compile time."""
+    import jax
+
     if folder is None:
         default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gdln" / "jax"
         folder = os.environ.get("GDLN_CACHE_DIR", str(default))
@@ -112,17 +120,28 @@ def compile_cache(folder: str | None = None) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
 
 
-def write_run(folder: str | Path, config_yaml: str, prov: dict, result: TrainResult, overwrite: bool = False) -> Path:
-    """Write a complete run folder atomically (temporary name, then rename)."""
+def write_folder(folder: str | Path, *, config: dict | str, provenance: dict, write: Callable[[Path], None],
+                 overwrite: bool = False) -> Path:
+    """Write a run folder atomically (:func:`staged_folder`): ``config.yaml`` (``config``: YAML text,
+    or a mapping dumped in its own order), ``provenance.json``, then whatever ``write(tmp)`` adds."""
+    import yaml
+
     with staged_folder(folder, overwrite) as tmp:
-        (tmp / "config.yaml").write_text(config_yaml)
-        (tmp / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
-        result.metrics().to_parquet(tmp / "metrics.parquet", index=False)
-        ds = result.to_xarray()
-        ds.to_netcdf(tmp / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
-        params = stack_params(result.params)
-        np.savez(tmp / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
+        (tmp / "config.yaml").write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        write(tmp)
     return Path(folder)
+
+
+def write_result(result: TrainResult, folder: Path) -> None:
+    """The files of a training run in ``folder``: ``metrics.parquet``, ``trajectories.nc``, ``params.npz``."""
+    from gdln.core.model import stack_params
+
+    result.metrics().to_parquet(folder / "metrics.parquet", index=False)
+    ds = result.to_xarray()
+    ds.to_netcdf(folder / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
+    params = stack_params(result.params)
+    np.savez(folder / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
 
 
 def read_run(folder: str | Path) -> dict:

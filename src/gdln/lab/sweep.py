@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
@@ -273,7 +274,7 @@ def _describe(exc: BaseException) -> str:
 
 def _train_and_write(points: Sequence[Point], folder: Path) -> list[dict]:
     from gdln.lab.runner import run_batch
-    from gdln.lab.store import provenance, write_run
+    from gdln.lab.store import provenance, write_folder, write_result
 
     if isinstance(points[0].config, ExperimentConfig):
         return [_reproduce(p, folder) for p in points]
@@ -286,7 +287,8 @@ def _train_and_write(points: Sequence[Point], folder: Path) -> list[dict]:
         prov = common | {"seed": p.config.seed, "seeds": seeds, "sweep": {
             "name": p.config.name, "point": p.id, "values": p.values, "batch": len(points)}}
         try:
-            write_run(folder / p.id, cfgmod.dump_yaml(p.config), prov, result)
+            write_folder(folder / p.id, config=cfgmod.dump_yaml(p.config), provenance=prov,
+                         write=functools.partial(write_result, result))
             outcomes.append({"id": p.id, "status": "done", "seconds": seconds})
         except RunExistsError:
             outcomes.append({"id": p.id, "status": "skipped", "seconds": 0.0})

@@ -1,6 +1,6 @@
 """Closed-form and quadrature solutions of the reduced dynamics (spec sections 4-5).
 
-Time is in units of tau for the library loss (``gdln.theory.reduction.time_to_epochs`` converts). For a
+Time is in units of tau for the library loss (:func:`gdln.core.schedule.time_to_epochs` converts). For a
 pathway of depth D whose n_i trained paths through edge i are each active with probability pi and
 share the per-path statistics (s, d) (a single mode; S = pi s, D = pi d in the reduction), the
 balanced start b_i^2 / n_i = const gives, with a = prod_i b_i (the pathway's mode strength),
@@ -14,7 +14,6 @@ for any D is solved by quadrature, t(a) = 1/(D r) int_{a0}^{a} da' / (a'^(2-2/D)
 from __future__ import annotations
 
 import numpy as np
-from scipy import integrate, optimize
 
 from gdln.errors import UnsupportedError
 
@@ -62,6 +61,8 @@ def _pole_quad(f, lo: float, hi: float, top: float, residue: float, log: bool = 
     The pole is integrated analytically, the smooth remainder by quadrature (in log x with
     ``log``, for integrands that are steep near 0), so times stay accurate arbitrarily close to top.
     """
+    from scipy import integrate  # scipy loads on first use, not with gdln
+
     g = lambda x: f(x) - residue / (top - x)  # noqa: E731
     if log:
         smooth, _ = integrate.quad(
@@ -74,6 +75,7 @@ def _pole_quad(f, lo: float, hi: float, top: float, residue: float, log: bool = 
 
 def _invert(time_of, start: float, top: float, t):
     """x(t) from a monotone t(x) on [start, top): root finding on log(top - x)."""
+    from scipy import optimize
 
     def one(time):
         if time <= 0:
@@ -145,6 +147,8 @@ def fit_logistic_start(t, loss, s: float, d: float, constant: float = 0.0, rate:
     a0 enters the logistic only as a time shift, t -> t + ln(s/(d a0) - 1) / (2 r s), so the fit
     places the theory curve in time. Searched on a grid of log a0 in (1e-300, s/d), then refined.
     """
+    from scipy import optimize
+
     t, loss = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     top = np.log(s / d)
 

@@ -48,10 +48,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.errors import DivergenceError, UnsupportedError
 from gdln.core.graph import Graph
+from gdln.core.linalg import largest_eigenvalue, require_float64
 from gdln.core.model import Params, check_params, propagate, seed_batched
-from gdln.training.engine import TrainOptions
+from gdln.core.schedule import Schedule
+from gdln.errors import DivergenceError, UnsupportedError
 
 
 @functools.lru_cache(maxsize=16)
@@ -195,21 +196,10 @@ def _gd(K, r0, counts, step):
 
 @jax.jit
 def _top_eigenvalue(K):
-    """lambda_max of a symmetric PSD K by power iteration on the Rayleigh quotient (relative
-    change below 1e-13, at most 20,000 products), from a fixed random start."""
-    v = jax.random.normal(jax.random.key(0), K.shape[:1], K.dtype)
-
-    def body(c):
-        v, lam, _, n = c
-        u = v / jnp.linalg.norm(v)
-        w = K @ u
-        return w, jnp.vdot(u, w), lam, n + 1
-
-    def cond(c):
-        _, lam, old, n = c
-        return (jnp.abs(lam - old) > 1e-13 * jnp.abs(lam)) & (n < 20_000)
-
-    return jax.lax.while_loop(cond, body, (v, jnp.zeros(()), jnp.ones(()), 0))[1]
+    """lambda_max of a symmetric PSD K by power iteration (relative change below 1e-13, at most
+    20,000 products) from a fixed random start."""
+    v0 = jax.random.normal(jax.random.key(0), K.shape[:1], K.dtype)
+    return largest_eigenvalue(lambda v: K @ v, v0, iters=20_000, rtol=1e-13)
 
 
 class Linearisation:
@@ -248,22 +238,25 @@ class Linearisation:
             out.append((np.asarray(lam)[keep], V[:, keep]))
         return out
 
-    def simulate(self, options: TrainOptions) -> LinearisedTrajectory:
+    def simulate(self, schedule: Schedule) -> LinearisedTrajectory:
         """Full-batch gradient descent on the linearised network with the rate, step count and
-        record schedule of ``options``: r_{n+1} = (I - lr K / P) r_n and f_n(x*) = f_0(x*) +
-        (lr / P) K(x*, X) sum_{m<n} r_m, step by step (exact; the null space of K never moves)."""
-        if options.batch_size is not None or options.loss != "mse" or options.nonlinearity != "linear":
+        recorded steps of ``schedule``: r_{n+1} = (I - lr K / P) r_n and f_n(x*) = f_0(x*) +
+        (lr / P) K(x*, X) sum_{m<n} r_m, step by step (exact; the null space of K never moves).
+        Plain full-batch GD on MSE of a linear network only (a
+        :class:`~gdln.training.engine.TrainOptions` asking for anything else is refused)."""
+        if (schedule.batch_size is not None or getattr(schedule, "loss", "mse") != "mse"
+                or getattr(schedule, "nonlinearity", "linear") != "linear"):
             raise UnsupportedError("the linearised dynamics are full-batch gradient descent on MSE of a linear network")
-        if options.momentum:
+        if schedule.momentum:
             raise UnsupportedError("the linearised dynamics are plain gradient descent (momentum 0)")
         limit = 2 / self.sharpness.max()
-        if options.lr >= limit:
+        if schedule.lr >= limit:
             raise DivergenceError(f"gradient descent on the linearised network diverges for lr >= 2 / lambda_max(K/P) "
-                                  f"= {limit:.4g}; got lr = {options.lr:g}")
-        step = options.schedule()
-        scale = options.lr / self.P
+                                  f"= {limit:.4g}; got lr = {schedule.lr:g}")
+        step = schedule.recorded()
+        scale = schedule.lr / self.P
         sums = [_gd(net.K, net.r0, np.diff(step, prepend=0), scale)[1] for net in self._networks]
-        return self._trajectory([scale * S for S in sums], step, options.lr * step)
+        return self._trajectory([scale * S for S in sums], step, schedule.time(step))
 
     def solve(self, t) -> LinearisedTrajectory:
         """Gradient flow tau dtheta/dt = -dL/dtheta of the linearised network, recorded at times
@@ -319,7 +312,8 @@ def linearise(graph: Graph, params: Params, data: Dataset, *, evaluate: Mapping[
               rcond: float = 1e-10) -> Linearisation:
     """Linearise ``graph`` at ``params`` (one network, or seeds on a leading axis) for training on
     ``data``: Jacobian factors of the training set and of each ``evaluate`` set, the eigendecomposition
-    of the training tangent kernel K. ``Linearisation.simulate(options)`` gives exact discrete GD,
+    of the training tangent kernel K. ``Linearisation.simulate(schedule)`` gives exact discrete GD,
     ``.solve(t)`` gradient flow (``t = inf``: kernel regression); ``rcond`` is the relative
     eigenvalue cutoff of the pseudo-inverse. Linear networks, MSE (the library loss)."""
+    require_float64("gdln.linearise")
     return Linearisation(graph, params, data, dict(evaluate or {}), rcond)

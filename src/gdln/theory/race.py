@@ -3,7 +3,7 @@
 Paths that connect the same input node to the same output node in the same contexts compete for
 the same targets (a *route*). Each pathway p of depth D, active with probability pi_p, whose edges
 lie on n_1..n_D active paths, has race rate r_p = (prod_i pi_p n_i)^(1/D); with per-path
-statistics s = S_c / pi_p, d = D_cc / pi_p of each chain (mode) c and a balanced start of scale
+statistics s = S_c / pi_p, d = D_cc / pi_p of each chain c (its links along the path, in one mode) and a balanced start of scale
 b0, its mode strength a = prod b grows as tau da/dt = D r a^(2-2/D)(s - d a) from a0 = b0^D, so
 the predicted learning time of a mode is t(a = fraction s/d) (:func:`gdln.theory.closed_form.chain_time`).
 Within a route the fastest pathway is predicted to win. After training, each pathway's
@@ -14,16 +14,19 @@ with the largest final contribution won.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from gdln.theory.closed_form import chain_time, race_rate
 from gdln.core.data import Dataset
-from gdln.errors import ShapeError
 from gdln.core.graph import Graph
 from gdln.core.model import path_weight
+from gdln.errors import ShapeError
+from gdln.theory.closed_form import chain_time, race_rate
 from gdln.theory.reduction import Reduction, paths_through_counts, reduce
+
+if TYPE_CHECKING:  # pandas loads when a report is built, not with gdln
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +48,8 @@ class RaceReport:
     def with_simulation(self, weights: dict[str, np.ndarray], time: np.ndarray) -> RaceReport:
         """Add measured contributions from recorded weights ``{edge: (..., records, out, in)}``
         (leading seed axes are averaged over) at ``time`` (units of tau, e.g. ``TrainResult.time``)."""
+        import pandas as pd
+
         c = contributions(self.reduction, weights)
         c = c.reshape(-1, *c.shape[-2:]).mean(0)
         if c.shape[0] != len(time):
@@ -97,6 +102,8 @@ def race(
 ) -> RaceReport:
     """The race report of ``graph`` on ``data``: rates, predicted times (for a balanced start of
     scale ``b0``, time to reach ``fraction`` of the final strength) and predicted winners."""
+    import pandas as pd
+
     red = data if isinstance(data, Reduction) else reduce(graph, data, seed=seed)
     counts = paths_through_counts(red)
     pi = red.probability

@@ -32,245 +32,32 @@
    whenever the residuals vanish. Its cost depends on the numbers of paths and modes, never on
    hidden widths or the number of examples.
 
-Time is in units of tau for the library loss (gdln.train): t = lr * step / (1 - momentum).
+Steps 1-2 build on :mod:`gdln.theory.frames` (statistics, frames, flows, slots); the dynamics of
+step 3 are in :mod:`gdln.theory.dynamics`. Time is in units of tau for the library loss
+(gdln.train): t = lr * step / (1 - momentum).
 """
+
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gdln.core.data import Dataset
-from gdln.errors import GateError, ShapeError, UnsupportedError
 from gdln.core.graph import Graph, Path
-from gdln.core.stats import ContextStats, context_stats, path_gate
-from gdln.training.engine import TrainOptions
-
-Pair = tuple[Path, Path]
-
-
-# ------------------------------------------------------------------ statistics
-def _gate_matrix(graph: Graph, stats: ContextStats) -> np.ndarray:
-    """g_p per context for every path of the graph, (C, n_paths)."""
-    try:
-        return np.stack([path_gate(graph, stats, p) for p in graph.paths], axis=1)
-    except GateError as exc:
-        raise UnsupportedError(f"the race reduction needs one scalar gate per node and example: {exc}") from None
-
-
-def _path_statistics(graph: Graph, stats: ContextStats):
-    """Active paths (gated on in some context), their gates (C, paths), Sigma_yx(p) and co-active Sigma_x(j, p)."""
-    G = _gate_matrix(graph, stats)
-    pi = stats.probability
-    active = [k for k in range(G.shape[1]) if np.any(pi * G[:, k] != 0)]
-    paths = tuple(graph.paths[k] for k in active)
-    G = G[:, active]
-    yx: dict[Path, np.ndarray] = {}
-    for k, p in enumerate(paths):
-        block = stats.yx[:, stats.outputs[graph.target(p)], stats.inputs[graph.source(p)]]
-        yx[p] = np.einsum("c,cij->ij", pi * G[:, k], block)
-    x: dict[Pair, np.ndarray] = {}
-    for k, j in enumerate(paths):
-        for m, p in enumerate(paths):
-            w = pi * G[:, k] * G[:, m]
-            if graph.target(j) == graph.target(p) and np.any(w != 0):
-                block = stats.xx[:, stats.inputs[graph.source(j)], stats.inputs[graph.source(p)]]
-                x[(j, p)] = np.einsum("c,cij->ij", w, block)
-    return paths, G, yx, x
-
-
-# ---------------------------------------------------------------------- frames
-def _node_frame(size, primary, secondary, candidates, rng) -> np.ndarray:
-    """Orthonormal basis diagonalising the commuting symmetric ``primary + secondary`` family.
-
-    Within each (numerically) degenerate joint eigenspace the basis is built from ``candidates``,
-    the images of already-fixed neighbouring frames, so that neighbours' bases stay matched.
-    Columns are ordered by decreasing primary, then secondary, strength.
-    """
-    family = [F / np.linalg.norm(F) for F in primary + secondary if np.linalg.norm(F) > 0]
-    M = sum((w * F for w, F in zip(rng.uniform(0.5, 1.5, len(family)), family)), np.zeros((size, size)))
-    lam, Q = np.linalg.eigh(M)
-    scale = max(np.abs(lam).max(initial=0.0), 1e-300)
-    cuts = np.flatnonzero(np.diff(lam) > 1e-9 * scale) + 1
-    top = max((np.linalg.norm(c) for c in candidates), default=0.0)
-    cols = []
-    for idx in np.split(np.arange(size), cuts):
-        Qc = Q[:, idx]
-        proj = sorted((Qc @ (Qc.T @ c) for c in candidates), key=lambda v: -np.linalg.norm(v))
-        basis: list[np.ndarray] = []
-        for v, floor in [*((c, 1e-6 * top) for c in proj), *((q, 1e-6) for q in Qc.T)]:
-            if len(basis) == len(idx):
-                break
-            for u in basis:
-                v = v - (u @ v) * u
-            if np.linalg.norm(v) > floor:
-                basis.append(v / np.linalg.norm(v))
-        cols += basis
-    R = np.stack(cols, axis=1)
-    if not candidates:  # a root frame: fix signs so the largest entry of each column is positive
-        R = R * np.sign(R[np.abs(R).argmax(0), np.arange(size)])
-    A1 = sum(primary, np.zeros((size, size)))
-    A2 = sum(secondary, np.zeros((size, size)))
-    k1, k2 = (np.round(np.einsum("ik,ij,jk->k", R, A, R) / max(np.abs(A).max(), 1e-300), 9) for A in (A1, A2))
-    return R[:, np.lexsort((-k2, -k1))]
-
-
-def _frames(graph: Graph, yx: dict[Path, np.ndarray], x: dict[Pair, np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """U_v (outputs) and V_v (inputs) by joint diagonalisation propagated breadth first."""
-    rng = np.random.default_rng(seed)
-    ends = graph.inputs + graph.outputs
-    links: dict[str, list[tuple[str, np.ndarray]]] = {v: [] for v in ends}
-    primary: dict[str, list[np.ndarray]] = {v: [] for v in ends}
-    secondary: dict[str, list[np.ndarray]] = {v: [] for v in ends}
-    for p, S in yx.items():
-        s, t = graph.source(p), graph.target(p)
-        links[t].append((s, S))
-        links[s].append((t, S.T))
-        primary[t].append(S @ S.T)
-        primary[s].append(S.T @ S)
-    for (j, p), X in x.items():
-        s, r = graph.source(j), graph.source(p)
-        secondary[s].append(X @ X.T)
-        if s == r:
-            secondary[s].append(X + X.T)
-        else:
-            links[s].append((r, X))
-    frames: dict[str, np.ndarray] = {}
-    for root in ends:
-        queue = [root]
-        while queue:
-            v = queue.pop(0)
-            if v in frames:
-                continue
-            cands = [L @ frames[w][:, k] for w, L in links[v] if w in frames for k in range(graph.sizes[w])]
-            cands = [c for c in cands if np.linalg.norm(c) > 0]
-            frames[v] = _node_frame(graph.sizes[v], primary[v], secondary[v], cands, rng)
-            queue += [w for w, _ in links[v] if w not in frames]
-    return frames
-
-
-def _hidden_frame(graph: Graph, v: str, slots: int, seed: int) -> np.ndarray:
-    """Random orthonormal columns (|v| x slots) from ``seed``: only the slots in use, so the cost is
-    O(|v| slots^2), not O(|v|^3)."""
-    Z = np.random.default_rng([seed, graph.order.index(v)]).standard_normal((graph.sizes[v], slots))
-    Q, R = np.linalg.qr(Z)
-    return Q * np.sign(np.diag(R))
-
-
-# ------------------------------------------------------------------ slots/links
-class _UnionFind:
-    def __init__(self):
-        self.parent: dict = {}
-
-    def find(self, a):
-        self.parent.setdefault(a, a)
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a, b) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[rb] = ra
-        return ra != rb
-
-
-def _flows(paths, S, tol):
-    """Greedy matching of each S(p): flows (path index, input slot, output slot, |S|)."""
-    scale = max((np.abs(M).max(initial=0.0) for M in S.values()), default=0.0)
-    flows = []
-    for k, p in enumerate(paths):
-        M = np.abs(S[p])
-        rows, cols = set(), set()
-        for o, a in zip(*np.unravel_index(np.argsort(-M, axis=None), M.shape)):
-            if M[o, a] <= tol * scale:
-                break
-            if o not in rows and a not in cols:
-                rows.add(o)
-                cols.add(a)
-                flows.append((k, int(a), int(o), float(M[o, a])))
-    return flows
-
-
-def _flow_rank(flow) -> tuple:
-    """Order of flows (and of the slots and modes they form): strongest first, then by slots."""
-    k, a, o, strength = flow
-    return (-round(strength, 12), o, a, k)
-
-
-def _ranked(groups, flows) -> list[list[int]]:
-    """Groups of flow indices, the group holding the strongest flow first."""
-    return sorted(groups, key=lambda g: min(_flow_rank(flows[f]) for f in g))
-
-
-def _hidden_slots(graph: Graph, paths, flows):
-    """The surviving flows and their slot at every hidden node they pass, ``slot[(flow, node)]``.
-
-    Flows through one edge that share a slot on one side must share it on the other side (one
-    scalar per link); union-find over (flow, node) positions to a fixed point. Groups that would
-    map two slots onto one, or exceed a node's width, lose their weakest flows.
-    """
-    hidden = set(graph.hidden)
-    alive = list(range(len(flows)))
-    while True:
-        uf = _UnionFind()
-        through = {e.name: [f for f in alive if e.name in paths[flows[f][0]]] for e in graph.edges}
-
-        def key(f, v, uf=uf):
-            if v in graph.inputs:
-                return ("slot", flows[f][1])
-            if v in graph.outputs:
-                return ("slot", flows[f][2])
-            return uf.find((f, v))
-
-        changed = True
-        while changed:
-            changed = False
-            for e in graph.edges:
-                for near, far in ((e.target, e.source), (e.source, e.target)):
-                    if near not in hidden:
-                        continue
-                    groups: dict = {}
-                    for f in through[e.name]:
-                        groups.setdefault(key(f, far), []).append(f)
-                    for group in groups.values():
-                        for f in group[1:]:
-                            changed |= uf.union((group[0], near), (f, near))
-        drop = _conflicts(graph, flows, through, key)
-        if not drop:
-            comps: dict[str, dict] = {v: {} for v in graph.hidden}
-            for f in alive:
-                for v in graph.path_nodes(paths[flows[f][0]]):
-                    if v in hidden:
-                        comps[v].setdefault(uf.find((f, v)), []).append(f)
-            ranked = {v: _ranked(groups.values(), flows) for v, groups in comps.items()}
-            drop = {f for v, groups in ranked.items() for g in groups[graph.sizes[v] :] for f in g}
-            if not drop:
-                return alive, {(f, v): k for v, groups in ranked.items() for k, g in enumerate(groups) for f in g}
-        alive = [f for f in alive if f not in drop]
-
-
-def _conflicts(graph, flows, through, key) -> set[int]:
-    """Flows to drop: in each group sharing a slot on one side of an edge but not the other, all
-    but the strongest flow of each distinct far-side slot except the strongest slot."""
-    drop: set[int] = set()
-    for e in graph.edges:
-        for near, far in ((e.target, e.source), (e.source, e.target)):
-            groups: dict = {}
-            for f in through[e.name]:
-                groups.setdefault(key(f, near), {}).setdefault(key(f, far), []).append(f)
-            for sides in groups.values():
-                if len(sides) > 1:
-                    drop |= {f for g in _ranked(sides.values(), flows)[1:] for f in g}
-    return drop
-
+from gdln.core.linalg import group_levels, require_float64
+from gdln.core.schedule import Schedule
+from gdln.core.stats import ContextStats, context_stats
+from gdln.errors import ShapeError
+from gdln.theory import dynamics
+from gdln.theory.dynamics import ReducedTrajectory
+from gdln.theory.frames import (
+    DEGENERATE, Pair, _flow_rank, _flows, _frames, _hidden_frame, _hidden_slots, _path_statistics, _UnionFind,
+)
 
 # ------------------------------------------------------------------- the object
 @dataclass(frozen=True, eq=False)
@@ -407,7 +194,8 @@ class Reduction:
         if signs:
             sign = np.zeros(self.num_links + 1)
             sign[-1] = 1.0
-            for c in np.argsort(-np.abs(self.chain_s), kind="stable"):
+            strength, _ = group_levels(np.abs(self.chain_s), DEGENERATE)  # equal strengths tie
+            for c in np.argsort(-strength, kind="stable"):
                 links = self.chain_links[c]
                 free = [i for i in links if sign[i] == 0]
                 for i in free:
@@ -445,143 +233,26 @@ class Reduction:
         return np.asarray(jnp.stack(cols, axis=-1)) if cols else np.zeros((0,))
 
     # --------------------------------------------------------------- dynamics
-    def _arrays(self):
-        return (
-            jnp.asarray(self.chain_links),
-            jnp.asarray(self.chain_s),
-            jnp.asarray(self.pair_chains),
-            jnp.asarray(self.pair_d),
-            self.offset,
-        )
-
     def loss(self, b) -> jax.Array:
         """Reduced loss L(b) (library convention), equal to the full network's loss on the links."""
-        return _loss(jnp.asarray(b), self._arrays())
+        return dynamics.loss(self, b)
 
     def gradient(self, b) -> jax.Array:
         """dL/db: the reduced dynamics are tau db/dt = -gradient(b)."""
-        return _grad(jnp.asarray(b), self._arrays())
+        return dynamics.gradient(self, b)
 
     def solve(
         self, b_init, t, *, rtol: float = 1e-10, atol: float = 1e-12, method: str = "DOP853"
     ) -> ReducedTrajectory:
-        """Integrate tau db/dt = -dL/db (adaptive, scipy ``solve_ivp``) and record at times ``t``
-        (units of tau, increasing, starting at 0)."""
-        from scipy.integrate import solve_ivp
+        """Gradient flow tau db/dt = -dL/db from ``b_init``, recorded at times ``t`` (units of tau):
+        :func:`gdln.theory.dynamics.solve`."""
+        return dynamics.solve(self, b_init, t, rtol=rtol, atol=atol, method=method)
 
-        t = np.asarray(t, dtype=float)
-        if t.ndim != 1 or t[0] != 0 or np.any(np.diff(t) < 0):
-            raise ShapeError("times must be a non-decreasing 1-d array starting at 0")
-        arrays = self._arrays()
-        f = jax.jit(lambda b: -_grad(b, arrays))
-        J = jax.jit(jax.jacfwd(lambda b: -_grad(b, arrays)))
-        b0 = np.asarray(b_init, dtype=float)
-        implicit = {"jac": lambda _, b: np.asarray(J(b))} if method in ("Radau", "BDF", "LSODA") else {}
-        sol = solve_ivp(
-            lambda _, b: np.asarray(f(b)), (0.0, t[-1]), b0, method=method, t_eval=t, rtol=rtol, atol=atol, **implicit
-        )
-        if not sol.success:
-            raise UnsupportedError(f"the reduced ODE solve failed: {sol.message}")
-        b = sol.y.T
-        return ReducedTrajectory(self, time=t, b=b, loss=np.asarray(jax.vmap(lambda v: _loss(v, arrays))(b)))
-
-    def simulate(self, b_init, options: TrainOptions) -> ReducedTrajectory:
-        """Gradient descent on L(b) with the optimiser, step count and record schedule of
-        ``options`` (full batch, MSE): the full network's training, one scalar per link."""
-        if options.batch_size is not None or options.loss != "mse" or options.nonlinearity != "linear":
-            raise UnsupportedError("the reduced dynamics are full-batch gradient descent on MSE of a linear network")
-        schedule = options.schedule()
-        counts = np.diff(schedule, prepend=0)
-        b, loss = _simulate(
-            options.lr, options.momentum, jnp.asarray(b_init, float), jnp.asarray(counts), self._arrays()
-        )
-        return ReducedTrajectory(
-            self,
-            time=options.lr * schedule / (1 - options.momentum),
-            b=np.asarray(b),
-            loss=np.asarray(loss),
-            step=schedule,
-        )
-
-
-def _loss(b, arrays):
-    chain_links, chain_s, pair_chains, pair_d, offset = arrays
-    bc = jnp.prod(jnp.append(b, 1.0)[chain_links], axis=1)
-    return offset - chain_s @ bc + 0.5 * jnp.sum(pair_d * bc[pair_chains[:, 0]] * bc[pair_chains[:, 1]])
-
-
-_grad = jax.grad(_loss)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _simulate(lr, momentum, b0, counts, arrays):
-    opt = optax.sgd(lr, momentum=momentum or None)
-
-    def interval(carry, n):
-        def step(_, c):
-            b, s = c
-            updates, s = opt.update(_grad(b, arrays), s, b)
-            return optax.apply_updates(b, updates), s
-
-        carry = jax.lax.fori_loop(0, n, step, carry)
-        return carry, (carry[0], _loss(carry[0], arrays))
-
-    _, (b, loss) = jax.lax.scan(interval, (b0, opt.init(b0)), counts)
-    return b, loss
-
-
-@dataclass(frozen=True, eq=False)
-class ReducedTrajectory:
-    """Link strengths ``b`` (records x links) and the predicted loss over ``time`` (units of tau);
-    ``step`` when produced by :meth:`Reduction.simulate`."""
-
-    reduction: Reduction
-    time: np.ndarray
-    b: np.ndarray
-    loss: np.ndarray
-    step: np.ndarray | None = None
-
-    def strength(self, edge: str) -> np.ndarray:
-        """Mode strengths b_{e, alpha}(t) of ``edge``, (records, modes of the edge), by mode."""
-        return self.b[:, self.reduction.edge_links(edge)]
-
-    def singular_values(self, edge: str) -> np.ndarray:
-        """The predicted singular values of W_e: |b| of its links, sorted decreasingly."""
-        return -np.sort(-np.abs(self.strength(edge)), axis=1)
-
-    def params(self, i: int = -1) -> dict:
-        """The predicted network weights at record ``i``."""
-        return self.reduction.params(self.b[i])
-
-    def epochs(self, lr: float, loss_scale: float = 1.0, momentum: float = 0.0) -> np.ndarray:
-        """The time axis in epochs of full-batch GD with ``lr`` on the loss ``loss_scale * L``."""
-        return time_to_epochs(self.time, lr, loss_scale, momentum)
-
-    def to_xarray(self):
-        """:class:`xarray.Dataset` with the loss and link strengths (dims time, link)."""
-        import xarray as xr
-
-        red = self.reduction
-        ds = xr.Dataset(
-            {"loss": ("time", self.loss), "b": (("time", "link"), self.b)},
-            coords={
-                "time": self.time,
-                "edge": ("link", list(red.link_edge)),
-                "mode": ("link", red.link_mode),
-                "slot_target": ("link", red.link_slots[:, 0]),
-                "slot_source": ("link", red.link_slots[:, 1]),
-            },
-        )
-        if self.step is not None:
-            ds = ds.assign_coords(step=("time", self.step))
-        ds.attrs["time_units"] = "tau (library loss; time = lr * step / (1 - momentum))"
-        return ds
-
-
-def time_to_epochs(time, lr: float, loss_scale: float = 1.0, momentum: float = 0.0):
-    """Epochs of full-batch GD with learning rate ``lr`` on ``loss_scale * L`` that reach ``time``
-    (units of tau for the library loss L): epochs = time (1 - momentum) / (loss_scale lr)."""
-    return np.asarray(time) * (1 - momentum) / (loss_scale * lr)
+    def simulate(self, b_init, schedule: Schedule) -> ReducedTrajectory:
+        """Gradient descent on L(b) with the rate, momentum, steps and records of ``schedule`` (full
+        batch, MSE): the full network's training, one scalar per link
+        (:func:`gdln.theory.dynamics.simulate`)."""
+        return dynamics.simulate(self, b_init, schedule)
 
 
 # -------------------------------------------------------------------- builder
@@ -592,6 +263,7 @@ def reduce(graph: Graph, data: Dataset | ContextStats, *, seed: int = 0, tol: fl
     as zero and residuals as exact. Works for any architecture and scalar gates; check
     :attr:`Reduction.exact` (or :meth:`Reduction.residuals`) before trusting it as exact.
     """
+    require_float64("gdln.reduce")
     stats = data if isinstance(data, ContextStats) else context_stats(graph, data)
     paths, gates, yx, x = _path_statistics(graph, stats)
     frames = _frames(graph, yx, x, seed)
@@ -759,5 +431,4 @@ __all__ = [
     "chain_values",
     "paths_through_counts",
     "reduce",
-    "time_to_epochs",
 ]

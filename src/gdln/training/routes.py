@@ -24,54 +24,49 @@ gradient. Output domain j's targets are those of the base task with columns perm
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gdln.errors import DivergenceError, GateError, ShapeError, UnsupportedError
+from gdln.errors import GateError, ShapeError, UnsupportedError
 from gdln.core.gates import explicit
 from gdln.core.graph import Graph, routing
 from gdln.core.model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
 from gdln.datasets.routes import RouteTask
 from gdln.core.stats import ContextStats, effective_examples
-from gdln.training.engine import check_step, resolve_method, run_schedule, sharpness, stable_step_note
+from gdln.core.schedule import Schedule
+from gdln.training.engine import Layout, Trajectory, example_loss, initial_state, resolve_method, run
 
 RouteParams = dict[str, jax.Array]
 
 
 @dataclass(frozen=True)
-class RouteOptions:
-    """How to train on a route task (hashable: a static argument of the compiled loop).
+class RouteOptions(Schedule):
+    """How to train on a route task: a :class:`~gdln.core.schedule.Schedule` (here by default SGD
+    with momentum 0.9, ``batch_size`` 8 examples per trained route per step, 20 records after step
+    0) plus the objective. Hashable: a static argument of the compiled loop.
 
-    ``batch_size`` examples per trained route per step (the paper's per-task batches), or None for
-    full-batch GD. ``method``: "auto" uses the moment-space trainer whenever it is exact (MSE,
-    linear, full batch). ``eval_examples`` caps the training images per domain used for the
-    recorded train-split metrics (None: all). ``records``: number of evaluation points after step 0.
+    ``batch_size=None`` is full-batch GD. ``method``: "auto" uses the moment-space trainer whenever
+    it is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
+    used for the recorded train-split metrics (None: all).
     """
 
-    steps: int
-    lr: float
     momentum: float = 0.9
     batch_size: int | None = 8
+    records: int | None = 20
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     nonlinearity: Nonlinearity = "linear"
     slope: float = 0.01
     method: Literal["auto", "data", "moment"] = "auto"
-    records: int = 20
     eval_examples: int | None = None
 
-    __pydantic_config__ = {"extra": "forbid"}
-
     def __post_init__(self):
-        if self.steps < 1 or self.records < 1:
-            raise UnsupportedError(f"steps and records must be >= 1, got {self.steps}, {self.records}")
-        check_step(self.lr, self.momentum, self.batch_size)
+        super().__post_init__()
+        if self.steps < 1:
+            raise UnsupportedError(f"steps must be >= 1, got {self.steps}")
         if self.loss not in ("cross_entropy", "mse"):
             raise UnsupportedError(f"unknown loss {self.loss!r}; use cross_entropy or mse")
         activation(self.nonlinearity, self.slope)  # validates the name
@@ -162,12 +157,6 @@ def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array, bias_i
     return y
 
 
-def _example_loss(loss: str, y: jax.Array, target: jax.Array) -> jax.Array:
-    if loss == "mse":
-        return 0.5 * jnp.sum((target - y) ** 2, axis=-1)
-    return -jnp.sum(target * jax.nn.log_softmax(y, axis=-1), axis=-1)
-
-
 def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array) -> jax.Array:
     """Targets of output domain j: columns of the base targets permuted, y'_k = y_{sigma_j^-1(k)}.
     ``Y`` (M, B, C) or (M, K, B, C) -> (M, K, B, C)."""
@@ -179,7 +168,8 @@ def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array) -> j
 
 class RouteBatch(NamedTuple):
     """Training rows per input domain: x (M, n, N0), bias_input (M, n), y (M, n, C) base targets,
-    weight (M, n) (1/N for data rows, 1 for effective rows, 0 for padding), offset (M,)."""
+    weight (M, n) (1/N for data rows, 1 for effective rows, 0 for padding), offset (M,). A minibatch
+    holds rows per trained route: x (M, K, B, N0), ..., weight (M, K, B)."""
 
     x: jax.Array
     bias_input: jax.Array
@@ -191,9 +181,9 @@ class RouteBatch(NamedTuple):
 class Routes(NamedTuple):
     """The trained routes as a table: input domain i trains decoders ``decoders[i, :]`` where ``valid``."""
 
-    decoders: jax.Array  # (M, K) int
-    valid: jax.Array     # (M, K) float
-    inverse: jax.Array   # (M, C): sigma_j^-1
+    decoders: np.ndarray  # (M, K) int
+    valid: np.ndarray     # (M, K) float
+    inverse: np.ndarray   # (M, C): sigma_j^-1
 
 
 def trained_routes(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
@@ -210,15 +200,17 @@ def trained_routes(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
     for i in range(M):
         js = np.flatnonzero(mask[i])
         decoders[i, : len(js)], valid[i, : len(js)] = js, 1.0
-    return Routes(jnp.asarray(decoders), jnp.asarray(valid), jnp.asarray(np.argsort(label_maps, axis=1)))
+    return Routes(decoders.astype(np.int32), valid, np.argsort(label_maps, axis=1).astype(np.int32))
 
 
 def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: RouteOptions) -> jax.Array:
-    """Mean over trained routes of sum_rows weight * l(row) + offset (full batch: the route's mean loss)."""
+    """Mean over trained routes of sum_rows weight * l(row) + offset (full batch: the route's mean loss).
+    ``batch`` holds rows per input domain (M, n, ...), or per trained route (M, K, B, ...)."""
     h = hidden_activity(params, batch.x, opts, batch.bias_input)
     y = route_outputs(params, h, routes.decoders, batch.bias_input)
-    losses = _example_loss(opts.loss, y, _permute_targets(batch.y, routes.inverse, routes.decoders))
-    per_route = jnp.einsum("ikb,ib->ik", losses, batch.weight) + batch.offset[:, None]
+    losses = example_loss(opts.loss, {"y": y}, {"y": _permute_targets(batch.y, routes.inverse, routes.decoders)})
+    weight = batch.weight[:, None] if batch.weight.ndim == 2 else batch.weight  # shared rows, or per-route rows
+    per_route = jnp.sum(losses * weight, axis=-1) + batch.offset[:, None]
     return jnp.sum(routes.valid * per_route) / jnp.sum(routes.valid)
 
 
@@ -229,21 +221,21 @@ def evaluate(params: RouteParams, x: jax.Array, labels: jax.Array, label_maps: j
     decoders = jnp.broadcast_to(jnp.arange(M), (M, M))
     y = route_outputs(params, hidden_activity(params, x, opts), decoders)  # (M, M, n, C)
     target = label_maps[:, labels]  # (M_out, n)
-    loss = _example_loss(opts.loss, y, jax.nn.one_hot(target, C, dtype=y.dtype)[None])
+    loss = example_loss(opts.loss, {"y": y}, {"y": jax.nn.one_hot(target, C, dtype=y.dtype)[None]})
     correct = jnp.argmax(y, axis=-1) == target[None]
     return loss.mean(-1), correct.mean(-1)
 
 
 # ------------------------------------------------------------------- batches
-def data_batch(task: RouteTask, dtype=jnp.float64) -> RouteBatch:
+def data_batch(task: RouteTask, dtype=np.float64) -> RouteBatch:
     """Every training image of every input domain, weight 1/N."""
     M, N, _ = task.X.shape
-    return RouteBatch(jnp.asarray(task.X, dtype), jnp.ones((M, N), dtype),
-                      jnp.asarray(np.broadcast_to(np.eye(task.classes)[task.labels], (M, N, task.classes)), dtype),
-                      jnp.full((M, N), 1.0 / N, dtype), jnp.zeros(M, dtype))
+    return RouteBatch(np.asarray(task.X, dtype), np.ones((M, N), dtype),
+                      np.asarray(np.broadcast_to(np.eye(task.classes)[task.labels], (M, N, task.classes)), dtype),
+                      np.full((M, N), 1.0 / N, dtype), np.zeros(M, dtype))
 
 
-def moment_batch(task: RouteTask, affine: bool, dtype=jnp.float64) -> RouteBatch:
+def moment_batch(task: RouteTask, affine: bool, dtype=np.float64) -> RouteBatch:
     """The moments of each input domain as whitened effective rows (exact for MSE, linear, full batch)."""
     M, N, d = task.X.shape
     Y = np.eye(task.classes)[task.labels]
@@ -261,100 +253,52 @@ def moment_batch(task: RouteTask, affine: bool, dtype=jnp.float64) -> RouteBatch
         rows = eff.context == i
         k = int(rows.sum())
         x[i, :k], b[i, :k], y[i, :k], w[i, :k] = eff.x[rows], eff.bias_input[rows], eff.y[rows], 1.0
-    return RouteBatch(*(jnp.asarray(a, dtype) for a in (x, b, y, w, eff.offset)))
+    return RouteBatch(*(np.asarray(a, dtype) for a in (x, b, y, w, eff.offset)))
 
 
-def _minibatch_objective(params, batch: RouteBatch, idx: jax.Array, routes: Routes, opts: RouteOptions) -> jax.Array:
-    """The objective on rows ``idx`` (M, K, B) of each input domain: one minibatch per trained route."""
-    rows = jnp.arange(idx.shape[0])[:, None, None]
-    y = route_outputs(params, hidden_activity(params, batch.x[rows, idx], opts), routes.decoders)
-    per_route = _example_loss(opts.loss, y, _permute_targets(batch.y[rows, idx], routes.inverse, routes.decoders))
-    return jnp.sum(routes.valid * per_route.mean(-1)) / jnp.sum(routes.valid)
+# ------------------------------------------------------------------ the layout
+class RouteData(NamedTuple):
+    """What the engine trains on: the rows of every input domain and the table of trained routes."""
+
+    rows: RouteBatch
+    routes: Routes
 
 
-# ------------------------------------------------------------------- the loop
-class _State(NamedTuple):
-    params: RouteParams
-    opt_state: optax.OptState
-    step: jax.Array
-    key: jax.Array
-    perm: jax.Array
-    diverged: jax.Array
+@dataclass(frozen=True)
+class RouteLayout(Layout):
+    """The routing network stored stacked over domains (one run: ``enc`` (M, H, N0), ``dec`` (M, C, H),
+    ``hid`` (L-1, H, H)): every trained route of a step in two einsums. Minibatches draw
+    ``batch_size`` rows per trained route, without replacement within each route's epoch."""
+
+    options: RouteOptions
+
+    def objective(self, params, batch: RouteData):
+        return objective(params, batch.rows, batch.routes, self.options)
+
+    def shuffle(self, key, batch: RouteData):
+        M, N = batch.rows.x.shape[:2]
+        return jnp.argsort(jax.random.uniform(key, (M, batch.routes.decoders.shape[1], N)), axis=-1)
+
+    def take(self, batch: RouteData, perm, start, size):
+        idx = jax.lax.dynamic_slice_in_dim(perm, start, size, axis=2)  # (M, K, B)
+        at = lambda a: a[jnp.arange(a.shape[0])[:, None, None], idx]  # noqa: E731
+        rows = batch.rows
+        return batch._replace(rows=RouteBatch(at(rows.x), at(rows.bias_input), at(rows.y),
+                                              jnp.full(idx.shape, 1.0 / size, rows.weight.dtype),
+                                              jnp.zeros_like(rows.offset)))
+
+    def record(self, params, batch, evals):
+        return {name: evaluate(params, x, labels, maps, self.options) for name, (x, labels, maps) in evals.items()}
 
 
-@functools.lru_cache(maxsize=16)
-def _compiled(opts: RouteOptions, shape: tuple[int, int, int]):
-    """Jitted (init, run_chunk) for one option set and (M, K, N). The state holds every run (leading
-    axis); the step counter is shared, so the epoch's reshuffle is a real branch, not a vmapped select."""
-    opt = optax.sgd(opts.lr, momentum=opts.momentum or None)  # elementwise: acts on all runs at once
-    M, K, N = shape
-    B = opts.batch_size
-
-    def grads(s: _State, batch: RouteBatch, routes: Routes):
-        if B is None:
-            f = lambda p: objective(p, batch, routes, opts)  # noqa: E731
-            return jax.vmap(jax.value_and_grad(f))(s.params), s.perm
-        per_epoch = N // B
-        pos = s.step % per_epoch
-        shuffle = jax.vmap(lambda k: jnp.argsort(jax.random.uniform(
-            jax.random.fold_in(k, s.step // per_epoch), (M, K, N)), axis=-1))
-        perm = jax.lax.cond(pos == 0, lambda: shuffle(s.key), lambda: s.perm)
-        idx = jax.lax.dynamic_slice_in_dim(perm, pos * B, B, axis=3)
-        f = lambda p, i: _minibatch_objective(p, batch, i, routes, opts)  # noqa: E731
-        return jax.vmap(jax.value_and_grad(f))(s.params, idx), perm
-
-    def step(s: _State, batch, routes) -> _State:
-        (loss, grad), perm = grads(s, batch, routes)
-        updates, opt_state = opt.update(grad, s.opt_state, s.params)
-        bad = ~jnp.isfinite(loss)
-        return s._replace(params=optax.apply_updates(s.params, updates), opt_state=opt_state, step=s.step + 1,
-                          perm=perm, diverged=jnp.where(bad & (s.diverged < 0), s.step, s.diverged))
-
-    def record(s: _State, evals):
-        at = jax.vmap(evaluate, in_axes=(0, None, None, None, None))
-        return {name: at(s.params, x, labels, maps, opts) for name, (x, labels, maps) in evals.items()}
-
-    def init(params, keys):
-        runs = keys.shape[0]
-        return _State(params, opt.init(params), jnp.zeros((), int), keys, jnp.zeros((runs, M, K, N), int),
-                      jnp.full(runs, -1))
-
-    def run_chunk(s: _State, counts, batch, routes, evals):
-        def interval(s, n):
-            _, s = jax.lax.while_loop(lambda c: (c[0] < n) & jnp.any(c[1].diverged < 0),
-                                      lambda c: (c[0] + 1, step(c[1], batch, routes)), (0, s))
-            return s, record(s, evals)
-
-        s, rec = jax.lax.scan(interval, s, counts)
-        return s, jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), rec)  # (runs, records, ...)
-
-    return jax.jit(init), jax.jit(run_chunk)
-
-
-def _divergence_error(diverged, params, batch, routes, opts: RouteOptions) -> DivergenceError:
-    bad = np.flatnonzero(diverged >= 0)
-    msg = (f"training diverged: run{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))} (run {bad[0]} at step "
-           f"{diverged[bad[0]]}: loss non-finite) with lr = {opts.lr:g}")
-    if opts.batch_size is not None:
-        return DivergenceError(msg + "; lower lr, or the initial gain")
-    # Full batch: the curvature at run bad[0]'s initial point bounds the stable step there.
-    start = jax.tree.map(lambda a: a[bad[0]], params)
-    lam = sharpness(lambda p: objective(p, batch, routes, opts), start)
-    return DivergenceError(f"{msg}. {stable_step_note(lam, opts.momentum, 'its initial point')}")
-
-
-@dataclass(frozen=True, eq=False)
-class RouteResult:
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RouteResult(Trajectory):
     """Metrics of every route (i, j), per run and record: ``loss[split]`` and ``accuracy[split]`` have
     shape (runs, records, M, M) for split "train" and "test"; ``mask`` marks the trained routes."""
 
     options: RouteOptions
     method: str
     mask: np.ndarray
-    params: RouteParams
-    step: np.ndarray
-    epoch: np.ndarray
-    time: np.ndarray
     loss: dict[str, np.ndarray]
     accuracy: dict[str, np.ndarray]
 
@@ -370,13 +314,11 @@ class RouteResult:
         """Every route's metrics as an :class:`xarray.Dataset` (dims run, step, input, output)."""
         import xarray as xr
 
+        coords, attrs = self._coords(self.options, self.options.loss, self.method)
         dims = ("run", "step", "input", "output")
         ds = xr.Dataset({f"{m}_{s}": (dims, v[s]) for m, v in (("loss", self.loss), ("accuracy", self.accuracy))
-                         for s in v}, coords={"step": self.step, "epoch": ("step", self.epoch),
-                                              "time": ("step", self.time)})
+                         for s in v}, coords=coords, attrs=attrs)
         ds["trained"] = (("input", "output"), self.mask)
-        ds.attrs.update(method=self.method, loss_convention=self.options.loss, lr=self.options.lr,
-                        momentum=self.options.momentum, time_units="tau (time = lr * step / (1 - momentum))")
         return ds
 
 
@@ -387,7 +329,8 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
 
     Minibatches: each trained route draws ``batch_size`` of the N training images per step, without
     replacement within an epoch (run r uses ``fold_in(PRNGKey(key), r)``). Raises
-    :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite.
+    :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite or exploded,
+    with the largest stable step at the first one's lowest-loss point.
     """
     routes = trained_routes(mask, task.label_maps)
     if params["enc"].ndim != 4:
@@ -403,20 +346,19 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     method = opts.resolve_method()
     batch = moment_batch(task, "b_enc" in params, dtype) if method == "moment" else data_batch(task, dtype)
     n_eval = N if opts.eval_examples is None else min(N, opts.eval_examples)
-    maps = jnp.asarray(task.label_maps)
-    evals = {"train": (jnp.asarray(task.X[:, :n_eval], dtype), jnp.asarray(task.labels[:n_eval]), maps),
-             "test": (jnp.asarray(task.X_test, dtype), jnp.asarray(task.labels_test), maps)}
-    # steps, records and eval size only shape the host loop: runs that differ in them share a compilation
-    init, run_chunk = _compiled(replace(opts, steps=1, records=1, eval_examples=None), (M, routes.decoders.shape[1], N))
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(key), r))(jnp.arange(runs))
-    schedule = np.unique(np.linspace(0, opts.steps, opts.records + 1).round().astype(int))
-    counts = np.diff(schedule, prepend=0)  # the first entry, 0 steps, records the initial point
-    state, rec = run_schedule(run_chunk, init(params, keys), counts, max(1, math.ceil(len(counts) / 10)),
-                              (batch, routes, evals), progress)
-    diverged = np.asarray(state.diverged)
-    if (diverged >= 0).any():
-        raise _divergence_error(diverged, params, batch, routes, opts)
-    per_epoch = N / opts.batch_size if opts.batch_size else 1
-    return RouteResult(opts, method, np.asarray(explicit(mask)), state.params, schedule, schedule / per_epoch,
-                       opts.lr * schedule / (1 - opts.momentum),
-                       {s: rec[s][0] for s in rec}, {s: rec[s][1] for s in rec})
+    maps = np.asarray(task.label_maps)
+    evals = {"train": (np.asarray(task.X[:, :n_eval], dtype), np.asarray(task.labels[:n_eval]), maps),
+             "test": (np.asarray(task.X_test, dtype), np.asarray(task.labels_test), maps)}
+    K = routes.decoders.shape[1]
+    state = initial_state(jax.tree.map(np.asarray, params), np.zeros((runs, M, K, N) if opts.batch_size else (runs, 0),
+                                                                      np.int32),
+                          lr=np.full(runs, opts.lr), seed=np.arange(runs), key=key, momentum=opts.momentum)
+    # The schedule and eval size only shape the host loop: runs that differ in them share a compilation.
+    layout = RouteLayout(replace(opts, steps=1, lr=1.0, records=1, eval_examples=None))
+    routes = routes._replace(valid=routes.valid.astype(dtype))  # the loss stays in the parameters' precision
+    state, rec = run(layout, opts, state, RouteData(batch, routes), evals, examples=N, progress=progress,
+                     label=lambda r: f"run {r}")
+    steps = opts.recorded()
+    return RouteResult(params=state.params, step=steps, epoch=opts.epoch(steps, N), time=opts.time(steps),
+                       options=opts, method=method, mask=np.asarray(explicit(mask)),
+                       loss={s: rec[s][0] for s in rec}, accuracy={s: rec[s][1] for s in rec})

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from gdln.errors import ConfigError
-from gdln.lab.store import provenance, staged_folder
 
 
 @dataclasses.dataclass
@@ -81,20 +79,23 @@ def jsonable(value):
 
 def write(folder: Path, experiment: Experiment, settings: Any, outcome: Outcome, *, quick: bool,
           overwrite: bool = False) -> Path:
-    """Write the run folder atomically: ``config.yaml`` (experiment, quick flag, resolved settings),
-    ``provenance.json``, ``summary.json``, ``data/<panel>.nc`` and the figures (PNG + PDF)."""
+    """Write the run folder atomically (:func:`gdln.lab.store.write_folder`): ``config.yaml``
+    (experiment, quick flag, resolved settings), ``provenance.json``, ``summary.json``,
+    ``data/<panel>.nc`` and the figures (PNG + PDF)."""
+    from gdln.lab.store import provenance, write_folder
+
     config = {"experiment": experiment.name, "figure": experiment.figure, "quick": quick,
               "settings": jsonable(dataclasses.asdict(settings))}
-    seed = getattr(settings, "seed", 0)
-    with staged_folder(folder, overwrite) as tmp:
-        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (tmp / "provenance.json").write_text(json.dumps(provenance(seed, getattr(settings, "seeds", 1)), indent=2))
+
+    def files(tmp: Path) -> None:
         (tmp / "summary.json").write_text(json.dumps(jsonable(outcome.summary), indent=2) + "\n")
         (tmp / "data").mkdir()
         for name, ds in outcome.panels.items():
             ds.to_netcdf(tmp / "data" / f"{name}.nc", engine="h5netcdf")
         experiment.plot(outcome, settings, tmp)
-    return Path(folder)
+
+    prov = provenance(getattr(settings, "seed", 0), getattr(settings, "seeds", 1))
+    return write_folder(folder, config=config, provenance=prov, write=files, overwrite=overwrite)
 
 
 def flatten(summary: dict, prefix: str = "") -> list[tuple[str, Any]]:
@@ -112,6 +113,7 @@ def flatten(summary: dict, prefix: str = "") -> list[tuple[str, Any]]:
 def load(folder: str | Path) -> dict:
     """Read a ``gdln reproduce`` folder back: ``config``, ``summary`` and ``panels`` (xarray)."""
     import xarray as xr
+    import yaml
 
     folder = Path(folder)
     return {

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gdln import ggdln
-from gdln.datasets.images import BinaryTask, binary_digits
+from gdln import BinaryTask, binary_digits, ggdln
 
 ESTIMATES = ("theory", "gp", "langevin")
 PARTS = ("bias", "variance", "error")

@@ -12,8 +12,6 @@ import numpy as np
 import xarray as xr
 
 import gdln
-from gdln.training.routes import RouteOptions, init_routes, train_routes
-from gdln.datasets.routes import route_task
 
 from gdln.lab.experiments._base import Outcome
 
@@ -103,20 +101,20 @@ def compute(s: Routes, progress: bool | None = None) -> Outcome:
     if source in ("mnist-idx", "cifar10") and s.folder is None:
         raise gdln.errors.SkippedError(f"source {source!r} is read from a local folder, and none was given: pass "
                                        "`--data FOLDER` to `gdln reproduce` (or the setting folder=...)")
-    task = route_task(source, s.modules, input_transform=s.input_transform, folder=s.folder, examples=s.examples,
+    task = gdln.route_task(source, s.modules, input_transform=s.input_transform, folder=s.folder, examples=s.examples,
                       n_test=s.n_test, test_examples=s.test_examples, standardise=s.standardise, pca=s.pca,
                       seed=s.seed)
     dtype = jnp.float32 if s.float32 else jnp.float64
     seeds = range(s.seed, s.seed + s.seeds)
     by_k, by_gain, routes = [], [], []
     for nl in s.nonlinearities:
-        opts = RouteOptions(steps=s.steps, lr=s.lr, momentum=s.momentum, batch_size=s.batch_size, loss=s.loss,
+        opts = gdln.RouteOptions(steps=s.steps, lr=s.lr, momentum=s.momentum, batch_size=s.batch_size, loss=s.loss,
                             nonlinearity=nl, records=s.records, eval_examples=s.eval_examples)
         row = []
         for k in s.ks:
             gains = s.gains if k == s.k_gain else (s.gain,)
-            params = init_routes(task, s.hidden, seeds, gains, layers=s.layers, biases=s.biases, dtype=dtype)
-            r = train_routes(task, _mask(s, k), params, opts, key=s.seed, progress=progress)
+            params = gdln.init_routes(task, s.hidden, seeds, gains, layers=s.layers, biases=s.biases, dtype=dtype)
+            r = gdln.train_routes(task, _mask(s, k), params, opts, key=s.seed, progress=progress)
             m = _metrics(r).reshape(6, len(gains), s.seeds, -1).transpose(1, 0, 2, 3)  # (gain, metric, seed, rec)
             row.append(m[gains.index(s.gain)])
             if k == s.k_gain:

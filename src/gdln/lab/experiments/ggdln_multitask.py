@@ -28,8 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from gdln import ggdln
-from gdln.datasets.images import BinaryTask
+from gdln import BinaryTask, ggdln
 
 from gdln.lab.experiments._base import Experiment, Outcome
 from gdln.lab.experiments._ggdln import (

@@ -20,7 +20,6 @@ import xarray as xr
 import gdln
 from gdln.core import analysis
 from gdln.errors import ConfigError
-from gdln.theory.kernel import linearise
 
 from gdln.lab.experiments._base import Experiment, Outcome
 from gdln.lab.experiments.routing import Fig4
@@ -55,7 +54,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     rows = []
     for k, sigma in enumerate(s.init_scales):
         params = gdln.init_seeds(range(s.seed, s.seed + s.seeds), graph, "orthogonal", sigma)
-        lin = linearise(graph, params, data, evaluate={"all": every})
+        lin = gdln.linearise(graph, params, data, evaluate={"all": every})
         sharp = float(lin.sharpness.max())
         lr = min(s.lr, s.lr_margin / (kappa * sharp))
         opts = gdln.TrainOptions(steps=s.epochs, lr=kappa * lr, record_steps=record)

@@ -19,7 +19,6 @@ import xarray as xr
 import gdln
 from gdln.core import analysis
 from gdln.theory import closed_form
-from gdln.theory.reduction import chain_values
 
 from gdln.lab.experiments._base import Experiment, Outcome
 
@@ -71,7 +70,7 @@ def _sharing_level(s: Settings, P: int, X, Y, mask, kappa, opts, progress):
     top = sv[..., 0].prod(-1)
     cross = lambda a: analysis.first_below(result.epoch, -a, [-half])[..., 0]  # noqa: E731
     times = {"eq16_17": gdln.time_to_epochs(closed_form.sharing_mode_time(0.5, s.b0, M, P, sm[0], dm[0]), s.lr, kappa),
-             "theory": cross(chain_values(red, theory.b)[:, table.index[0]]),
+             "theory": cross(gdln.chain_values(red, theory.b)[:, table.index[0]]),
              "decoupled": cross(top[-1]), "simulation": cross(top[:-1])}
     curves = {"simulation": sv[:-1], "decoupled": sv[-1], "theory": sv_theory,
               "eq16_epoch": gdln.time_to_epochs(t16, s.lr, kappa), "eq16_hidden": b2,

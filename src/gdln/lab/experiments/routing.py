@@ -53,8 +53,9 @@ def plateaus(Y: np.ndarray) -> np.ndarray:
     """Paper-convention loss of a routing network with the base task's k strongest modes learned,
     k = 0 .. rank (distinct levels): the sum of the remaining squared singular values of Y (X = I)."""
     s2 = np.linalg.svd(Y, compute_uv=False) ** 2
-    # Modes with equal singular values are learned together: one level per distinct value.
-    return np.array([s2.sum()] + [s2[s2 < v * (1 - 1e-9)].sum() for v in np.unique(s2)[::-1]])
+    # Modes with equal singular values (to rounding) are learned together: one level per group.
+    labels, levels = gdln.group_levels(s2)
+    return np.array([s2[labels < k].sum() for k in range(len(levels), -1, -1)])
 
 
 def compute(s: Settings, progress: bool | None = None) -> Outcome:
@@ -169,7 +170,7 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
         ax.plot(loss.epoch, loss.theory, color="k", ls="--", label="theory (reduced ODE)")
         ax.set(xlabel=f"epoch (lr = {s.lr:g} on the paper's loss)", ylabel="loss (sum of per-route MSE)",
                title="(e) training loss")
-        ax.legend()
+        ax.legend(loc="upper right")  # where loc="best" puts it, without its search at every draw
         ax = axes[0, 1]
         for m in range(sv.sizes["mode"]):
             colour = f"C{m}"
@@ -185,7 +186,7 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
         ax.plot([], [], color="k", ls="--", lw=0.8, label="theory (eq. 15)")
         ax.set(xlabel="epoch", ylabel="singular value", title="(f) singular values (colour: mode)",
                xlim=(0, float(sv.epoch[-1])))
-        ax.legend()
+        ax.legend(loc="center left")
         ax = axes[1, 0]
         n = sim.sizes["item_i"]
         image = ax.imshow(sim.gram.values.reshape(M * n, M * n), cmap="RdBu_r",
