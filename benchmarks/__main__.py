@@ -2,12 +2,24 @@
 
 import sys
 
-from . import (ggdln_langevin, ggdln_theory, moment_vs_data, reduction_vs_full, routes, routing_experiment,
-               scan_vs_loop, sweep_scaling)
+from . import (
+    gate_plan,
+    ggdln_langevin,
+    ggdln_theory,
+    moment_vs_data,
+    reduction_vs_full,
+    routes,
+    routing_experiment,
+    scan_vs_loop,
+    startup,
+    sweep_scaling,
+)
 from .common import machine, table
 
 BENCHMARKS = {
     "moment_vs_data": (moment_vs_data, "Moment-space vs data-space full-batch GD (routing, Fig. 4, noisy examples)"),
+    "gate_plan": (gate_plan, "Gate plans vs the dense network map: routing networks and a random gated DAG"),
+    "startup": (startup, "Start-up: import gdln, API touch, gdln --help vs import jax"),
     "scan_vs_loop": (scan_vs_loop, "jit + lax.scan vs per-step Python loops (routing, Fig. 4)"),
     "reduction_vs_full": (reduction_vs_full, "Reduced per-mode dynamics vs full-network GD, growing hidden width"),
     "routing_experiment": (routing_experiment, "gdln reproduce routing (Fig. 4) vs a numpy yardstick "

@@ -25,8 +25,8 @@ import numpy as np
 import optax
 
 import gdln
-from gdln.training.routes import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
 from gdln.datasets.routes import route_task
+from gdln.training.routes import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
 
 from .common import marginal
 

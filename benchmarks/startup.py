@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from .common import table
+
 COLUMNS = ["command", "median s", "x import jax", "goal"]
 
 _PY = sys.executable
@@ -57,10 +59,7 @@ def run(repeats: int = 5) -> list[dict]:
 
 def main() -> None:
     rows = run(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
-    for r in rows:
-        print("| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |")
+    print(table(rows, COLUMNS))
     by = {r["command"]: r for r in rows}
     api, help_ = by["import gdln; gdln.train; gdln.Graph"], by["gdln --help"]
     print(f"\nimport gdln + API / import jax = {api['x import jax']:.2f} (goal <= 1.3): "

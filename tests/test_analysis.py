@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import gdln
-from gdln.core import analysis
-from gdln.theory import closed_form
 from gdln import errors
+from gdln.core import analysis
 from gdln.core.analysis import alignment
+from gdln.theory import closed_form
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import yaml
 from typer.testing import CliRunner
 
 import gdln
-from gdln.lab.runner import run
-from gdln.lab import config
 from gdln import errors
+from gdln.lab import config
 from gdln.lab.cli import app
+from gdln.lab.runner import run
 from gdln.lab.store import read_run
 
 SMALL = """

@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from gdln.datasets.images import load_cifar10, load_mnist, preprocess, read_idx, stratified_split
 from gdln.core.transform import Preprocessor
+from gdln.datasets.images import load_cifar10, load_mnist, preprocess, read_idx, stratified_split
 from gdln.errors import ConfigError, DataError
 
 

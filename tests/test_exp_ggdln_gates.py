@@ -1,4 +1,4 @@
-"""Paper B, error vs number of gates (gdln reproduce ggdln-gates, quick: P = 50, M in {1, 4, 16, 64},
+"""Paper B, error vs number of gates (gdln reproduce ggdln-gates, quick: P = 100, M in {1, 4, 16, 64},
 Langevin at M = 4)."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Paper B, multi-task capacity (gdln reproduce ggdln-multitask, quick: 30 examples per task, 4 gates
+"""Paper B, multi-task capacity (gdln reproduce ggdln-multitask, quick: 50 examples per task, 8 gates
 per task, 1-4 tasks, Langevin at 2 tasks with disjoint gates)."""
 
 import numpy as np

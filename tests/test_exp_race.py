@@ -6,10 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 import gdln
-from gdln.theory import closed_form as cf
 from gdln import errors
 from gdln.lab import experiments
 from gdln.lab.cli import app
+from gdln.theory import closed_form as cf
 from gdln.theory.reduction import chain_values
 
 

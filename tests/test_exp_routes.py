@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gdln.lab.cli import app
 from gdln.errors import SkippedError
+from gdln.lab.cli import app
 from gdln.lab.experiments import load, reproduce
 
 

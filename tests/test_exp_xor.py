@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import gdln
-from gdln.core import analysis
 from gdln import errors
+from gdln.core import analysis
 from gdln.lab import experiments
 from gdln.theory import closed_form as cf
 

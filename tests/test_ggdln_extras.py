@@ -11,7 +11,15 @@ import pytest
 from gdln.datasets.images import binary_digits, preprocess
 from gdln.errors import ConfigError, DivergenceError, GateError, GdlnError
 from gdln.ggdln import (
-    GGDLN, GlobalGates, ReLUNetwork, gp_kernel, gp_predict, gradient_descent, sample_posterior, solve, stable_step,
+    GGDLN,
+    GlobalGates,
+    ReLUNetwork,
+    gp_kernel,
+    gp_predict,
+    gradient_descent,
+    sample_posterior,
+    solve,
+    stable_step,
 )
 
 

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import gdln
-from gdln.theory import closed_form as cf
 from gdln import errors
-from gdln.lab.cli import app
-from gdln.theory.race import race
 from gdln.core.schedule import time_to_epochs
+from gdln.lab.cli import app
+from gdln.theory import closed_form as cf
+from gdln.theory.race import race
 from gdln.theory.reduction import balanced_init, chain_values, paths_through_counts, reduce
 
 from .strategies import diagonal_dataset, random_graphs

@@ -8,12 +8,20 @@ import numpy as np
 import pytest
 
 import gdln
+from gdln.core.transform import Preprocessor
+from gdln.datasets.routes import label_permutations, rotate, route_task
 from gdln.errors import ConfigError, DivergenceError, GateError, ShapeError, UnsupportedError
 from gdln.training.routes import (
-    RouteOptions, from_graph_params, init_routes, moment_batch, route_graph, route_outputs, hidden_activity, to_graph_params, train_routes,
+    RouteOptions,
+    from_graph_params,
+    hidden_activity,
+    init_routes,
+    moment_batch,
+    route_graph,
+    route_outputs,
+    to_graph_params,
+    train_routes,
 )
-from gdln.datasets.routes import label_permutations, rotate, route_task
-from gdln.core.transform import Preprocessor
 
 
 @pytest.fixture(scope="module")

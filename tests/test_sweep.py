@@ -11,10 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 import gdln
-from gdln.lab.runner import run
+from gdln.errors import ConfigError, DivergenceError, RunExistsError, UnsupportedError
 from gdln.lab import sweep as sw
 from gdln.lab.cli import app
-from gdln.errors import ConfigError, DivergenceError, RunExistsError, UnsupportedError
+from gdln.lab.runner import run
 from gdln.lab.store import read_run, staged_folder
 
 BASE = {

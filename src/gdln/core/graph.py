@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from gdln.errors import (
-    CycleError, DuplicateNameError, GraphError, NodeSizeError, UnknownNodeError, UnreachableNodeError,
+    CycleError,
+    DuplicateNameError,
+    GraphError,
+    NodeSizeError,
+    UnknownNodeError,
+    UnreachableNodeError,
 )
 
 Path = tuple[str, ...]

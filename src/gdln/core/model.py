@@ -11,15 +11,17 @@ With phi = identity this is the GDLN: linear in x for a fixed gate pattern.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.nn import initializers
 
-from gdln.errors import ShapeError, UnsupportedError
 from gdln.core.graph import Graph
+from gdln.errors import ShapeError, UnsupportedError
 
 Params = dict[str, dict[str, jax.Array]]
 Nonlinearity = Literal["linear", "relu", "leaky_relu"]
@@ -46,7 +48,7 @@ def init_params(
     scale: float = 1.0,
     *,
     biases: bool = False,
-    dtype=jnp.float64,
+    dtype=None,
 ) -> Params:
     """Random weights for every edge of ``graph``; biases (if any) start at zero.
 
@@ -59,6 +61,7 @@ def init_params(
     to initialise many seeds at once.
     """
     init = _initializer(scheme, scale)
+    dtype = dtype or jnp.result_type(float)  # float64 when JAX has x64 enabled, float32 otherwise
     W = {e.name: init(jax.random.fold_in(key, k), graph.shape(e.name), dtype) for k, e in enumerate(graph.edges)}
     params: Params = {"W": W}
     if biases:
@@ -71,10 +74,17 @@ def as_key(key: jax.Array | int) -> jax.Array:
     return key if isinstance(key, jax.Array) else jax.random.key(int(key))
 
 
-def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: float = 1.0, **kwargs) -> Params:
-    """:func:`init_params` for each integer seed, stacked on a leading seed axis (key = PRNGKey(seed))."""
-    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-    return jax.vmap(lambda k: init_params(k, graph, scheme, scale, **kwargs))(keys)
+def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: float = 1.0, *, biases: bool = False,
+               dtype=None) -> Params:
+    """:func:`init_params` for each integer seed, stacked on a leading seed axis (key = PRNGKey(seed)),
+    in one compiled program per graph and option set."""
+    _initializer(scheme, scale)  # validates the scheme before compiling
+    return _seeded_init(graph, scheme, float(scale), biases, dtype)(np.asarray([int(s) for s in seeds]))
+
+
+@functools.lru_cache(maxsize=32)
+def _seeded_init(graph: Graph, scheme: InitScheme, scale: float, biases: bool, dtype):
+    return jax.jit(jax.vmap(lambda s: init_params(jax.random.key(s), graph, scheme, scale, biases=biases, dtype=dtype)))
 
 
 def seed_batched(params: Params) -> bool:

@@ -9,6 +9,7 @@ from gdln.core.gates import route_table
 from gdln.core.graph import Graph
 from gdln.errors import ShapeError
 
+
 def hierarchical_task() -> tuple[np.ndarray, np.ndarray]:
     """The Fig. 4 base task: 4 one-hot items, 7 hierarchical features.
 

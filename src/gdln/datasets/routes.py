@@ -25,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
-from gdln.datasets.images import images, load_cifar10, load_mnist, stratified_split
 from gdln.core.transform import Preprocessor
+from gdln.datasets.images import images, load_cifar10, load_mnist, stratified_split
 from gdln.errors import ConfigError
 
 InputTransform = Literal["rotation", "permutation"]

@@ -23,8 +23,8 @@ import numpy as np
 from gdln.core.linalg import largest_eigenvalue, require_float64
 from gdln.core.model import as_key
 from gdln.errors import ConfigError
-from gdln.ggdln.sampling import Samples, effective_sample_size, langevin
 from gdln.ggdln.model import GGDLN, ReLUNetwork
+from gdln.ggdln.sampling import Samples, effective_sample_size, langevin
 from gdln.ggdln.theory import generalisation
 
 

@@ -47,8 +47,8 @@ def train_cmd(
 ) -> None:
     """Train the network a config describes and write a run folder."""
     _setup()
-    from gdln.lab import config as cfgmod
     from gdln.errors import GdlnError
+    from gdln.lab import config as cfgmod
     from gdln.lab.runner import run
 
     try:
@@ -81,12 +81,12 @@ def race_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from gdln.lab import config as cfgmod
     from gdln.errors import GdlnError
+    from gdln.lab import config as cfgmod
     from gdln.lab.plot import race_figure
-    from gdln.theory.race import race
     from gdln.lab.runner import run
     from gdln.lab.store import provenance, write_folder
+    from gdln.theory.race import race
 
     try:
         cfg = cfgmod.load_yaml(config)
@@ -210,8 +210,8 @@ def sweep_cmd(
 ) -> None:
     """Run a sweep: every point without a finished folder; re-running resumes (see `gdln collect`)."""
     _setup()
-    from gdln.lab import sweep as sw
     from gdln.errors import GdlnError
+    from gdln.lab import sweep as sw
 
     if sum([serial, scheduler is not None, workers is not None]) > 1:
         typer.echo("error: choose one of --serial, --scheduler and --workers", err=True)

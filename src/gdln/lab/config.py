@@ -15,7 +15,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from gdln.core import gates, graph as graphs, tasks
+from gdln.core import gates, tasks
+from gdln.core import graph as graphs
 from gdln.core.data import Dataset
 from gdln.core.graph import Graph
 from gdln.errors import ConfigError, GdlnError

@@ -10,9 +10,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from gdln.lab import config as cfgmod
-from gdln.errors import UnsupportedError
 from gdln.core.model import init_seeds
+from gdln.errors import UnsupportedError
+from gdln.lab import config as cfgmod
 from gdln.lab.store import provenance, write_folder, write_result
 from gdln.training.engine import TrainResult, train_batch
 

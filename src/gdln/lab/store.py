@@ -117,7 +117,7 @@ def compile_cache(folder: str | None = None) -> None:
         folder = os.environ.get("GDLN_CACHE_DIR", str(default))
     if folder:
         jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # small programs add up too
 
 
 def write_folder(folder: str | Path, *, config: dict | str, provenance: dict, write: Callable[[Path], None],

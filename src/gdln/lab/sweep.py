@@ -64,8 +64,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from gdln.lab import config as cfgmod
 from gdln.errors import ConfigError, GdlnError, RunExistsError
+from gdln.lab import config as cfgmod
 
 INDEX = "index.csv"
 

@@ -56,8 +56,17 @@ from gdln.errors import ShapeError
 from gdln.theory import dynamics
 from gdln.theory.dynamics import ReducedTrajectory
 from gdln.theory.frames import (
-    DEGENERATE, Pair, _flow_rank, _flows, _frames, _hidden_frame, _hidden_slots, _path_statistics, _UnionFind,
+    DEGENERATE,
+    Pair,
+    _flow_rank,
+    _flows,
+    _frames,
+    _hidden_frame,
+    _hidden_slots,
+    _path_statistics,
+    _UnionFind,
 )
+
 
 # ------------------------------------------------------------------- the object
 @dataclass(frozen=True, eq=False)

@@ -68,17 +68,24 @@ class TrainOptions(Schedule):
     Hashable: it is a static argument of the compiled training loop.
 
     ``divergence_factor``: a loss above this multiple of max(initial loss, loss of the zero output)
-    counts as divergence. ``record_singular_values`` / ``record_weights``: what each record keeps
-    besides the losses.
+    counts as divergence. ``record_singular_values`` (True: every edge, or a tuple of edge names) /
+    ``record_weights``: what each record keeps besides the losses. Singular values cost one
+    eigendecomposition per edge and record, often more than the steps between records: record
+    the edges you need.
     """
 
     method: Method = "auto"
     loss: Loss = "mse"
     nonlinearity: Nonlinearity = "linear"
     slope: float = 0.01
-    record_singular_values: bool = True
+    record_singular_values: bool | tuple[str, ...] = True
     record_weights: bool = False
     divergence_factor: float = 1e6
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.record_singular_values, bool):  # hashable, whatever sequence was given
+            object.__setattr__(self, "record_singular_values", tuple(self.record_singular_values))
 
     def resolve_method(self) -> Literal["data", "moment"]:
         """``auto`` picks the moment-space trainer whenever it is exact: MSE, linear, full batch."""
@@ -200,8 +207,8 @@ def initial_state(params, perm, *, lr: np.ndarray, seed: np.ndarray, key, moment
 
 
 def run(layout: Layout, schedule: Schedule, state: State, batch, evals, *, examples: int,
-        divergence_factor: float = 1e6, progress: bool | None = None, label: Callable[[int], str] = str,
-        curvature_note: bool = True) -> tuple[State, dict]:
+        divergence_factor: float = 1e6, progress: bool | None = None,
+        label: Callable[[int], str] = str) -> tuple[State, dict]:
     """Train every run of ``state`` on ``batch`` for ``schedule`` (``examples`` rows make an epoch),
     recording ``layout.record`` at ``schedule.recorded()``. Returns the final state and the records
     (host arrays, (runs, records, ...)).
@@ -369,8 +376,12 @@ def context_loss(graph: Graph, opts: TrainOptions, params: Params, b: Batch) -> 
 
 
 def _singular_values(W: jax.Array) -> jax.Array:
-    """Singular values, decreasing, as square roots of the eigenvalues of the smaller Gram matrix:
-    several times faster than an SVD on CPU; absolute error ~ eps * max singular value."""
+    """Singular values, decreasing. A thin matrix (min dimension <= 16) takes the square roots of the
+    eigenvalues of its small Gram matrix (absolute error ~ eps * max singular value; about twice as
+    fast as an SVD); a square-ish one an SVD, which XLA's CPU eigensolver is 2x (n = 64) to 3x
+    (n = 128) slower than (measured)."""
+    if min(W.shape) > 16:
+        return jnp.linalg.svd(W, compute_uv=False)
     G = W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T
     return jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(G)[::-1], 0.0, None))
 
@@ -401,8 +412,9 @@ class GraphLayout(Layout):
     def record(self, params, batch, evals):
         closs = context_loss(self.graph, self.options, params, batch)
         rec = {"loss": batch.probability @ closs, "context_loss": closs}
-        if self.options.record_singular_values:
-            rec["sv"] = {e: _singular_values(W) for e, W in params["W"].items()}
+        edges = self.options.record_singular_values
+        if edges:
+            rec["sv"] = {e: _singular_values(params["W"][e]) for e in (params["W"] if edges is True else edges)}
         if self.options.record_weights:
             rec["weights"] = params["W"]
         for name, eb in evals.items():
@@ -530,6 +542,9 @@ def train_batch(
             raise UnsupportedError(f"train_batch: options of run {i} differ from run 0 in more than lr")
     for p in params:
         check_params(graph, p)
+    if not isinstance(shared.record_singular_values, bool):
+        for e in shared.record_singular_values:
+            graph.edge(e)  # raises UnknownNodeError naming it
     batched = [seed_batched(p) for p in params]
     dtype = np.dtype(dtype or jax.tree.leaves(params[0])[0].dtype)
     host = [jax.tree.map(lambda a: np.asarray(a, dtype), p if b else jax.tree.map(lambda a: a[None], p))

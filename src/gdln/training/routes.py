@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gdln.errors import GateError, ShapeError, UnsupportedError
 from gdln.core.gates import explicit
 from gdln.core.graph import Graph, routing
 from gdln.core.model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
-from gdln.datasets.routes import RouteTask
-from gdln.core.stats import ContextStats, effective_examples
 from gdln.core.schedule import Schedule
+from gdln.core.stats import ContextStats, effective_examples
+from gdln.datasets.routes import RouteTask
+from gdln.errors import GateError, ShapeError, UnsupportedError
 from gdln.training.engine import Layout, Trajectory, example_loss, initial_state, resolve_method, run
 
 RouteParams = dict[str, jax.Array]
@@ -114,7 +114,7 @@ def to_graph_params(params: RouteParams) -> dict:
 
 
 def init_routes(task: RouteTask, hidden: int, seeds, gains=(1.0,), *, layers: int = 1, biases: bool = True,
-                scheme: InitScheme = "xavier", dtype=jnp.float64) -> RouteParams:
+                scheme: InitScheme = "xavier", dtype=None) -> RouteParams:
     """Initial parameters of one run per (gain, seed), gains outer: a leading run axis of length
     len(gains) * len(seeds). Each run is :func:`gdln.init_seeds` of the route graph (Xavier uniform
     by default: W ~ U(-a, a), a = gain sqrt(6 / (fan_in + fan_out)); biases zero) with key PRNGKey(seed)."""

@@ -12,7 +12,6 @@ import numpy as np
 import xarray as xr
 
 import gdln
-
 from gdln.lab.experiments._base import Outcome
 
 METRICS = ("test_accuracy_trained", "test_accuracy_untrained", "train_accuracy_trained", "train_accuracy_untrained",

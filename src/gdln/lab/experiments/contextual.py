@@ -17,9 +17,8 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.theory import closed_form
-
 from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.theory import closed_form
 
 #: The paper's stated end points: (weights per context, loss).
 TARGETS = {"plain": (np.array([[0.5, 0.5], [0.5, 0.5]]), 1 / 12), "gated": (np.eye(2), 0.0)}

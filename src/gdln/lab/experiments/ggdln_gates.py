@@ -162,7 +162,7 @@ EXPERIMENT = Experiment(
     description="GGDLN error vs number of gates M: theory, GP, Langevin; approach to the ReLU network and its kernel",
     runtime="~50 s",
     settings=Settings,
-    quick={"P": 50, "gates": [1, 4, 16, 64], "langevin": [4], "relu_langevin": False, "burn_in": 5.0, "duration": 5.0,
+    quick={"P": 100, "gates": [1, 4, 16, 64], "langevin": [4], "relu_langevin": False, "burn_in": 5.0, "duration": 5.0,
            "samples": 50},
     compute=compute,
     plot=plot,

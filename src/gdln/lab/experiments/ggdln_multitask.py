@@ -207,7 +207,7 @@ EXPERIMENT = Experiment(
     description="GGDLN on permuted tasks: error vs number of tasks and gate overlap (disjoint/random/shared)",
     runtime="~1 min",
     settings=Settings,
-    quick={"P": 30, "P_test": 200, "per_task": 4, "tasks": [1, 2, 4], "overlap_sizes": [4, 8, 16],
+    quick={"P": 50, "P_test": 300, "per_task": 8, "tasks": [1, 2, 4], "overlap_sizes": [8, 16, 32],
            "langevin": [[2, "disjoint"]], "burn_in": 5.0, "duration": 5.0, "samples": 50},
     compute=compute,
     plot=plot,

@@ -20,7 +20,6 @@ import xarray as xr
 import gdln
 from gdln.core import analysis
 from gdln.errors import ConfigError
-
 from gdln.lab.experiments._base import Experiment, Outcome
 from gdln.lab.experiments.routing import Fig4
 

@@ -18,9 +18,8 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.theory import closed_form
-
 from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.theory import closed_form
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-
 from gdln.lab.experiments._base import Experiment, Outcome
 
 
