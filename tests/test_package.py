@@ -191,8 +191,6 @@ def _experiment_violations() -> list[str]:
     return bad
 
 
-@pytest.mark.xfail(bool(_experiment_violations()), strict=False,
-                   reason="some experiments still import library internals (listed in the failure)")
 def test_experiments_use_only_the_public_api():
     bad = _experiment_violations()
     assert not bad, "experiments may import only `gdln`, gdln.lab and " + ", ".join(EXPERIMENT_NAMESPACES) + \

@@ -32,9 +32,9 @@ class Schedule:
     """When to step and when to record. Hashable (a static argument of compiled loops).
 
     ``steps`` optimiser steps of size ``lr`` with heavy-ball ``momentum`` (0 <= momentum < 1) on
-    minibatches of ``batch_size`` examples (None: full batch). Recorded steps: ``record_steps``
-    (explicit), or every ``record_every`` steps, or ``records`` evenly spaced records; by default
-    about 200. Step 0 and the last step are always recorded.
+    minibatches of ``batch_size`` examples (None: full batch). Recorded steps, the first given of:
+    ``record_steps`` (explicit), every ``record_every`` steps, ``records`` evenly spaced records;
+    by default about 200. Step 0 and the last step are always recorded.
     """
 
     steps: int
@@ -56,9 +56,6 @@ class Schedule:
             raise UnsupportedError(f"momentum must lie in [0, 1), got {self.momentum}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UnsupportedError(f"batch_size must be >= 1, got {self.batch_size}")
-        given = [n for n in ("record_every", "records", "record_steps") if getattr(self, n) is not None]
-        if len(given) > 1:
-            raise UnsupportedError(f"give at most one of record_every, records and record_steps, got {given}")
         for name in ("record_every", "records"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UnsupportedError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -190,7 +190,7 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
         ax.plot([], [], color="k", ls="--", lw=0.8, label="theory (eq. 15)")
         ax.set(xlabel="epoch", ylabel="singular value", title="(f) singular values (colour: mode)",
                xlim=(0, float(sv.epoch[-1])))
-        ax.legend(loc="center left")
+        ax.legend(loc="center right")
         ax = axes[1, 0]
         n = sim.sizes["item_i"]
         image = ax.imshow(sim.gram.values.reshape(M * n, M * n), cmap="RdBu_r",
