@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import gdln
-from gdln.errors import UnsupportedError
+from gdln.errors import ShapeError, UnsupportedError
 
 
 def test_epoch_and_time_have_one_definition():
@@ -42,5 +42,5 @@ def test_bad_schedules_are_named(kwargs, match):
 
 
 def test_a_batch_larger_than_the_data_is_refused():
-    with pytest.raises(UnsupportedError, match="batch_size 64 exceeds the 50"):
+    with pytest.raises(ShapeError, match="batch_size 64 exceeds the 50"):
         gdln.Schedule(steps=5, lr=0.1, batch_size=64).steps_per_epoch(50)

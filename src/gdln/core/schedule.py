@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.errors import UnsupportedError
+from gdln.errors import ShapeError, UnsupportedError
 
 #: Records when neither ``record_every``, ``records`` nor ``record_steps`` is given.
 DEFAULT_RECORDS = 200
@@ -70,10 +70,10 @@ class Schedule:
             steps = np.asarray(self.record_steps, dtype=int)
         elif self.record_every is not None:
             steps = np.arange(0, self.steps + 1, self.record_every)
+        elif self.records is not None:
+            steps = np.linspace(0, self.steps, self.records + 1).round().astype(int)
         else:
-            n = self.records or DEFAULT_RECORDS
-            steps = np.linspace(0, self.steps, n + 1).round().astype(int) if self.records else \
-                np.arange(0, self.steps + 1, max(1, self.steps // n))
+            steps = np.arange(0, self.steps + 1, max(1, self.steps // DEFAULT_RECORDS))
         return np.unique(np.concatenate([[0, self.steps], steps]))
 
     def epoch(self, step, examples: int) -> np.ndarray:
@@ -87,11 +87,12 @@ class Schedule:
 
     def steps_per_epoch(self, examples: int) -> int:
         """Whole minibatches in one pass over ``examples`` (1 for full batch); the last partial
-        minibatch of a pass is dropped, and each pass is reshuffled."""
+        minibatch of a pass is dropped, and each pass is reshuffled. Raises ShapeError when a
+        minibatch is larger than the data: trainers call it before any work."""
         if self.batch_size is None:
             return 1
         if self.batch_size > examples:
-            raise UnsupportedError(f"batch_size {self.batch_size} exceeds the {examples} training examples")
+            raise ShapeError(f"batch_size {self.batch_size} exceeds the {examples} training examples")
         return examples // self.batch_size
 
 

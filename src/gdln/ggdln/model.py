@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gdln.core.model import as_key
 from gdln.core.transform import Preprocessor
 from gdln.errors import GateError, ShapeError
-from gdln.core.model import as_key
 
 
 @dataclass(frozen=True, eq=False)

@@ -42,7 +42,7 @@ from gdln.core.model import Nonlinearity, Params, as_key, check_params, propagat
 from gdln.core.plan import GatePlan, gate_plan, propagate_plan
 from gdln.core.schedule import Schedule
 from gdln.core.stats import context_stats, effective_examples
-from gdln.errors import DivergenceError, ShapeError, UnsupportedError
+from gdln.errors import DivergenceError, UnsupportedError
 
 Method = Literal["auto", "data", "moment"]
 Loss = Literal["mse", "cross_entropy"]
@@ -269,19 +269,22 @@ def stable_step_note(lam: float, momentum: float, where: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Trajectory:
-    """What every trainer returns: final ``params`` (leading run axis) and the labels of each record,
-    ``step``, ``epoch`` and ``time`` (units of tau; see :mod:`gdln.core.schedule`)."""
+    """What every trainer returns: final ``params`` (leading run axis), the labels of each record,
+    ``step``, ``epoch`` and ``time`` (units of tau; see :mod:`gdln.core.schedule`), the ``options``
+    it trained with and the objective's ``method`` ("data" or "moment")."""
 
     params: Any
     step: np.ndarray
     epoch: np.ndarray
     time: np.ndarray
+    options: Schedule
+    method: str
 
-    def _coords(self, schedule: Schedule, loss: str, method: str) -> tuple[dict, dict]:
+    def _coords(self) -> tuple[dict, dict]:
         """The record coordinates and attributes of :meth:`to_xarray`."""
         coords = {"step": self.step, "epoch": ("step", self.epoch), "time": ("step", self.time)}
-        attrs = dict(method=method, loss_convention=loss, lr=schedule.lr, momentum=schedule.momentum,
-                     time_units="tau (time = lr * step / (1 - momentum))")
+        attrs = dict(method=self.method, loss_convention=self.options.loss, lr=self.options.lr,
+                     momentum=self.options.momentum, time_units="tau (time = lr * step / (1 - momentum))")
         return coords, attrs
 
 
@@ -432,8 +435,6 @@ class TrainResult(Trajectory):
     """
 
     graph: Graph
-    options: TrainOptions
-    method: str
     loss: np.ndarray
     context_loss: np.ndarray
     context_names: tuple[str, ...]
@@ -446,7 +447,7 @@ class TrainResult(Trajectory):
         import xarray as xr
 
         S, n = self.loss.shape
-        coords, attrs = self._coords(self.options, self.options.loss, self.method)
+        coords, attrs = self._coords()
         ds = xr.Dataset(coords={"seed": np.arange(S), **coords}, attrs=attrs)
         ds["loss"] = (("seed", "step"), self.loss)
         ds["context_loss"] = (("seed", "step", "context"), self.context_loss)
@@ -554,8 +555,7 @@ def train_batch(
     method = shared.resolve_method()
     affine = "b" in stacked
     P = data.num_examples
-    if shared.batch_size is not None and shared.batch_size > P:
-        raise ShapeError(f"batch_size {shared.batch_size} exceeds the number of examples {P}")
+    shared.steps_per_epoch(P)  # a minibatch larger than the data fails here, before any work
     batch, names = moment_batch(graph, data, affine, dtype) if method == "moment" else \
         data_batch(graph, data, dtype, affine=affine)
     evaluate = dict(evaluate or {})

@@ -296,8 +296,6 @@ class RouteResult(Trajectory):
     """Metrics of every route (i, j), per run and record: ``loss[split]`` and ``accuracy[split]`` have
     shape (runs, records, M, M) for split "train" and "test"; ``mask`` marks the trained routes."""
 
-    options: RouteOptions
-    method: str
     mask: np.ndarray
     loss: dict[str, np.ndarray]
     accuracy: dict[str, np.ndarray]
@@ -314,7 +312,7 @@ class RouteResult(Trajectory):
         """Every route's metrics as an :class:`xarray.Dataset` (dims run, step, input, output)."""
         import xarray as xr
 
-        coords, attrs = self._coords(self.options, self.options.loss, self.method)
+        coords, attrs = self._coords()
         dims = ("run", "step", "input", "output")
         ds = xr.Dataset({f"{m}_{s}": (dims, v[s]) for m, v in (("loss", self.loss), ("accuracy", self.accuracy))
                          for s in v}, coords=coords, attrs=attrs)
@@ -340,8 +338,7 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     if params["enc"].shape[1:] != (M, params["enc"].shape[2], d) or params["dec"].shape[1:3] != (M, task.classes):
         raise ShapeError(f"params (encoders {params['enc'].shape[1:]}, decoders {params['dec'].shape[1:]}) do not fit "
                          f"the task ({M} domains, N0={d}, {task.classes} classes)")
-    if opts.batch_size is not None and opts.batch_size > N:
-        raise ShapeError(f"batch_size {opts.batch_size} exceeds the {N} training images")
+    opts.steps_per_epoch(N)  # a minibatch larger than the data fails here, before any work
     dtype = params["enc"].dtype
     method = opts.resolve_method()
     batch = moment_batch(task, "b_enc" in params, dtype) if method == "moment" else data_batch(task, dtype)
