@@ -74,8 +74,8 @@ def batched_vs_loop(task, steps: int = 200, K: int = 5, B: int = 8, H: int = 128
         total = 0.0
         for r, (i, j) in enumerate(routes):
             k = r % K
-            h = x[i, k] @ p["enc"][i].T + p["b_enc"][i]
-            out = h @ p["dec"][j].T + p["b_dec"][j]
+            h = x[i, k] @ p.enc[i].T + p.b_enc[i]
+            out = h @ p.dec[j].T + p.b_dec[j]
             total = total + jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(out), y[i, k][:, None], -1))
         return -total / len(routes)
 

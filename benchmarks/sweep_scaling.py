@@ -17,7 +17,6 @@ import statistics
 import tempfile
 import time
 
-import jax
 
 import gdln
 from gdln.lab import config as cfgmod
@@ -75,7 +74,7 @@ def seeds_rows() -> list[dict]:
         g = cfg.architecture.build()
         data, _ = cfg.task.build(g, 0)
         params = gdln.init_seeds(range(SEEDS), g, cfg.init.scheme, cfg.init.scale)
-        one = lambda i: jax.tree.map(lambda a: a[i], params)  # noqa: E731
+        one = lambda i: params[i]  # noqa: E731
         together = lambda: gdln.train(g, data, params, cfg.train, progress=False)  # noqa: E731
         apart = lambda: [gdln.train(g, data, one(i), cfg.train, progress=False) for i in range(SEEDS)]  # noqa: E731
         together(), apart()  # compile both programs

@@ -20,7 +20,7 @@ def small_routing():
 
 def test_route_outputs_are_the_weight_products(small_routing):
     g, X, Y, params = small_routing
-    W = jax.tree.map(np.asarray, params["W"])
+    W = jax.tree.map(np.asarray, params.weights)
     out = analysis.route_outputs(g, params, X)
     assert out.shape == (2, 3, 3, 4, 7)
     for s in range(2):
@@ -28,7 +28,7 @@ def test_route_outputs_are_the_weight_products(small_routing):
             for j in range(3):
                 expected = X @ (W[f"dec{j}"][s] @ W["hid1"][s] @ W[f"enc{i}"][s]).T
                 assert np.allclose(out[s, i, j], expected, atol=1e-12)
-    one = analysis.route_outputs(g, jax.tree.map(lambda a: a[1], params), X)
+    one = analysis.route_outputs(g, params[1], X)
     assert np.allclose(one, out[1], atol=1e-12)
     errs = analysis.route_errors(out, Y)
     assert errs.shape == (2, 3, 3)
@@ -37,7 +37,7 @@ def test_route_outputs_are_the_weight_products(small_routing):
 
 def test_similarity_grid_is_the_gram_of_first_layer_representations(small_routing):
     g, X, _, params = small_routing
-    W = jax.tree.map(np.asarray, params["W"])
+    W = jax.tree.map(np.asarray, params.weights)
     gram = analysis.similarity(g, params, analysis.domain_probe(g, X), "h1")
     assert gram.shape == (2, 12, 12)
     grid = gram[0].reshape(3, 4, 3, 4)
@@ -54,7 +54,7 @@ def test_relu_activity_matches_the_gated_linear_network():
     data = gdln.single_io(g, X, np.zeros((5, 1)))
     params = gdln.init_params(jax.random.key(1), g, "gaussian", 1.0)
     h = analysis.activity(g, params, data, "h1", nonlinearity="relu")
-    assert np.allclose(h, np.maximum(X @ np.asarray(params["W"]["W1"]).T, 0.0))
+    assert np.allclose(h, np.maximum(X @ np.asarray(params.weights["W1"]).T, 0.0))
 
 
 def test_first_below_interpolates_and_reports_never_as_nan():
@@ -92,4 +92,4 @@ def test_small_helpers():
     g = gdln.chain([2, 3, 1])
     one = gdln.init_params(jax.random.key(0), g)
     both = gdln.stack_params(gdln.init_seeds(range(2), g), one)
-    assert both["W"]["W1"].shape == (3, 3, 2) and np.array_equal(both["W"]["W1"][2], one["W"]["W1"])
+    assert both.weights["W1"].shape == (3, 3, 2) and np.array_equal(both.weights["W1"][2], one.weights["W1"])

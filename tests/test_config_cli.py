@@ -84,8 +84,8 @@ def test_cli_train_writes_a_reproducible_run_folder(tmp_path):
     assert set(a["provenance"]["git_commit"]) == {"gdln", "working_directory"}
     assert a["metrics"].equals(b["metrics"])
     assert a["trajectories"].identical(b["trajectories"])
-    for e, W in a["params"]["W"].items():
-        np.testing.assert_array_equal(W, b["params"]["W"][e])
+    for e, W in a["params"].weights.items():
+        np.testing.assert_array_equal(W, b["params"].weights[e])
     # the folder matches the library call with the same config
     result, _ = run(config.parse(yaml.safe_load(SMALL)), progress=False)
     np.testing.assert_array_equal(a["trajectories"]["loss"].values, result.loss)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -85,7 +87,7 @@ def test_contexts_from_gate_patterns():
 def test_unitwise_gates_reproduce_a_relu_network():
     g = gdln.chain([3, 6, 5, 2])
     params = gdln.init_params(jax.random.key(0), g, "gaussian", 1.0, biases=True)
-    params["b"] = {e: np.random.default_rng(1).standard_normal(b.shape) for e, b in params["b"].items()}
+    params = dataclasses.replace(params, biases={e: np.random.default_rng(1).standard_normal(b.shape) for e, b in params.biases.items()})
     x = {"x": np.random.default_rng(2).standard_normal((50, 3))}
     relu = gdln.forward(g, params, x, nonlinearity="relu")["y"]
     gates = gdln.activation_pattern(g, params, x)

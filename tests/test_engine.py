@@ -1,5 +1,6 @@
 """The training engine: gate-structured evaluation (exact), one compilation per call and shape."""
 
+import dataclasses
 import logging
 
 import jax
@@ -46,7 +47,7 @@ def test_routing_shared_layers_are_evaluated_once_per_input_domain(routing_fig4,
     g, data, _ = routing_fig4
     params = gdln.init_params(jax.random.key(3), g, "orthogonal", 0.5, biases=biases)
     if biases:
-        params["b"] = jax.tree.map(lambda b: b + 0.1, params["b"])
+        params = dataclasses.replace(params, biases=jax.tree.map(lambda b: b + 0.1, params.biases))
     opts = gdln.TrainOptions(steps=1, lr=0.1)
     for batch, _ in (data_batch(g, data, affine=biases), moment_batch(g, data, biases)):
         plan = batch.plan
@@ -71,7 +72,7 @@ def test_planned_evaluation_equals_dense_on_random_dags(draw):
     biases = bool(rng.random() < 0.5)
     params = gdln.init_params(jax.random.key(int(rng.integers(1 << 30))), graph, "gaussian", 1.0, biases=biases)
     if biases:
-        params["b"] = jax.tree.map(lambda b: b + jnp.asarray(rng.standard_normal(b.shape)), params["b"])
+        params = dataclasses.replace(params, biases=jax.tree.map(lambda b: b + jnp.asarray(rng.standard_normal(b.shape)), params.biases))
     opts = gdln.TrainOptions(steps=1, lr=0.1, nonlinearity=str(rng.choice(["linear", "relu", "leaky_relu"])))
     batch, _ = data_batch(graph, data, affine=biases)
     _check_planned_equals_dense(graph, batch, params, opts)

@@ -24,7 +24,7 @@ def _xor_relu_net():
     W1 = np.vstack([XOR_X, [[1.0, 0.0], [0.3, 0.2]]])
     W2 = np.concatenate([y / 2, [0.25, 0.0]])[None]
     data = gdln.single_io(g, XOR_X, y[:, None])
-    return g, {"W": {"W1": W1, "W2": W2}}, data
+    return g, gdln.Params({"W1": W1, "W2": W2}), data
 
 
 def test_unit_contributions_and_functional_types_on_a_hand_built_relu_net():
@@ -45,7 +45,7 @@ def test_unit_contributions_and_functional_types_on_a_hand_built_relu_net():
 
 def test_unit_contributions_batched_gated_and_checked():
     g, params, data = _xor_relu_net()
-    two = jax.tree.map(lambda a: np.stack([a, -a]), params)
+    two = gdln.stack_params(params, jax.tree.map(lambda a: -a, params))
     C = analysis.unit_contributions(g, two, data, "h1")
     assert C.shape == (2, 4, 6, 1)
     assert np.allclose(C[0], analysis.unit_contributions(g, params, data, "h1"))

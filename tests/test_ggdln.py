@@ -25,10 +25,10 @@ def test_deep_linear_network_is_the_scaled_product_of_its_weights():
     X, _ = data()
     net = GGDLN.linear(5, (4, 3))
     p = net.init(0, sigma2=0.7)
-    W1, W2, a = p["W"][0][0], p["W"][1][0], p["a"][0]
+    W1, W2, a = p.W[0][0], p.W[1][0], p.a[0]
     expected = X @ W1.T @ W2.T @ a / np.sqrt(5 * 4 * 3)
     np.testing.assert_allclose(net.forward(p, X), expected, rtol=1e-12)
-    assert [w.shape for w in p["W"]] == [(1, 4, 5), (1, 3, 4)] and p["a"].shape == (1, 3)
+    assert [w.shape for w in p.W] == [(1, 4, 5), (1, 3, 4)] and p.a.shape == (1, 3)
 
 
 def test_gated_forward_sums_gate_weighted_layers():
@@ -37,9 +37,9 @@ def test_gated_forward_sums_gate_weighted_layers():
     p = net.init(1)
     G = net.gate_values(X)
     x = X
-    for W, g in zip(p["W"], G[:-1]):  # x^l_i = sum_m g_m W_m x / sqrt(M N)
+    for W, g in zip(p.W, G[:-1]):  # x^l_i = sum_m g_m W_m x / sqrt(M N)
         x = sum(g[:, [m]] * (x @ W[m].T) for m in range(W.shape[0])) / np.sqrt(W.shape[0] * W.shape[2])
-    f = sum(G[-1][:, m] * (x @ p["a"][m]) for m in range(2)) / np.sqrt(2 * 3)
+    f = sum(G[-1][:, m] * (x @ p.a[m]) for m in range(2)) / np.sqrt(2 * 3)
     np.testing.assert_allclose(net.forward(p, X, G), f, rtol=1e-12)
     assert set(np.unique(G[0])) <= {0.0, 1.0} and 0 < float(G[-1].min()) < float(G[-1].max()) < 1
 
@@ -271,6 +271,6 @@ def test_rao_blackwell_readout_mean_is_the_ridge_solution_given_the_hidden_weigh
     net, T, sigma2 = gated(), 0.1, 0.8
     p = net.init(2, sigma2)
     phi, phit = np.asarray(net.features(p, X)), np.asarray(net.features(p, Xt))
-    np.testing.assert_allclose(phi @ np.asarray(p["a"]).reshape(-1), net.forward(p, X), rtol=1e-12)
+    np.testing.assert_allclose(phi @ np.asarray(p.a).reshape(-1), net.forward(p, X), rtol=1e-12)
     a_star = np.linalg.solve(phi.T @ phi + T / sigma2 * np.eye(phi.shape[1]), phi.T @ Y)
     np.testing.assert_allclose(net.readout_predict(p, X, Y, Xt, T, sigma2)[0], phit @ a_star, rtol=1e-9)

@@ -12,6 +12,7 @@ from gdln.datasets.images import binary_digits, preprocess
 from gdln.errors import ConfigError, DivergenceError, GateError, GdlnError
 from gdln.ggdln import (
     GGDLN,
+    GGDLNParams,
     GlobalGates,
     ReLUNetwork,
     gp_kernel,
@@ -110,7 +111,7 @@ def test_sampled_order_parameters_give_the_kernel_given_the_upper_weights():
     net = GGDLN(4, (3, 2), (GlobalGates.halfspace(0, 2, 4), GlobalGates.halfspace(1, 3, 4),
                            GlobalGates.sigmoid(2, 2, 4)))
     p, sigma2 = net.init(0, 0.8), 0.8
-    J = jax.jacobian(lambda W1: net.forward({"W": [W1, p["W"][1]], "a": p["a"]}, X))(p["W"][0]).reshape(5, -1)
+    J = jax.jacobian(lambda W1: net.forward(GGDLNParams((W1, p.W[1]), p.a), X))(p.W[0]).reshape(5, -1)
     U = net.order_parameters(p, sigma2)
     assert [u.shape for u in U] == [(6, 6), (2, 2)]
     G = net.gate_values(X)

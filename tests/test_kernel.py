@@ -1,5 +1,7 @@
 """Tangent kernel and the exact dynamics of the linearised network (gdln.theory.kernel)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +40,7 @@ def test_kernel_matches_chain_formula():
     g, a = _gated_chain(0, 7)
     _, b = _gated_chain(1, 4)
     params = gdln.init_params(jax.random.key(0), g, "gaussian", 1.3)
-    W1, W2, W3 = (np.asarray(params["W"][e]) for e in ("W1", "W2", "W3"))
+    W1, W2, W3 = (np.asarray(params.weights[e]) for e in ("W1", "W2", "W3"))
 
     def formula(d1, d2):
         x1, x2 = d1.inputs["x"], d2.inputs["x"]
@@ -59,11 +61,11 @@ def test_kernel_equals_jacobian_product_with_biases_and_seeds():
     parameters (biases included, nonzero), seed by seed; gated-off outputs have zero rows."""
     g, data, every = _small_routing()
     params = gdln.init_seeds(range(2), g, "orthogonal", 0.9, biases=True)
-    params["b"] = jax.tree.map(lambda b: b + 0.3, params["b"])
+    params = dataclasses.replace(params, biases=jax.tree.map(lambda b: b + 0.3, params.biases))
     K = tangent_kernel(g, params, data, every)
     assert K.shape == (2, data.num_examples, 9, every.num_examples, 9)
     for s in range(2):
-        p = jax.tree.map(lambda a: a[s], params)
+        p = params[s]
         flat, unravel = ravel_pytree(p)
 
         def outputs(theta, d):
@@ -112,7 +114,7 @@ def test_discrete_dynamics_equal_explicit_linearised_gd():
     assert np.array_equal(traj.step, opts.recorded()) and np.allclose(traj.time, opts.lr * traj.step)
     for s in range(2):
         loss, eval_loss, final = _explicit_linearised_gd(
-            g, jax.tree.map(lambda a: a[s], params), data, [every], opts.lr, opts.steps, set(opts.recorded()))
+            g, params[s], data, [every], opts.lr, opts.steps, set(opts.recorded()))
         assert _rel(traj.loss[s], loss) < 1e-10
         assert _rel(traj.evaluations["all"][0][s], eval_loss[:, 0]) < 1e-10
         predicted = np.concatenate([traj.outputs["all"][v][s] for v in g.outputs], axis=1)
@@ -180,7 +182,7 @@ def test_bad_inputs_raise():
     with pytest.raises(errors.ShapeError):
         tangent_kernel(other, params, data)
     with pytest.raises(errors.ShapeError):
-        linearise(g, {"W": {**params["W"], "hid1": np.zeros((5, 6))}}, data)
+        linearise(g, gdln.Params({**params.weights, "hid1": np.zeros((5, 6))}), data)
     lin = linearise(g, params, data)
     with pytest.raises(errors.UnsupportedError):
         lin.simulate(gdln.TrainOptions(steps=5, lr=0.1, momentum=0.9))

@@ -35,7 +35,7 @@ def _assert_same(g, red, full, reduced, tol=1e-8):
     assert _rel(reduced.loss, full.loss[0]) < tol
     predicted = reduced.params()
     for e in g.edge_map:
-        assert _rel(predicted["W"][e], full.params["W"][e]) < tol, e
+        assert _rel(predicted.weights[e], full.params.weights[e]) < tol, e
 
 
 # ------------------------------------------------- discrete reduction == full GD
@@ -48,7 +48,7 @@ def test_routing_reduction_is_exact(routing_fig4):
     _assert_same(g, red, full, reduced)
     # singular values of W2 and W1^0: the reduction's |b|, sorted
     assert (
-        _rel(reduced.singular_values("hid1")[-1], np.linalg.svd(full.params["W"]["hid1"], compute_uv=False)[:4]) < 1e-8
+        _rel(reduced.singular_values("hid1")[-1], np.linalg.svd(full.params.weights["hid1"], compute_uv=False)[:4]) < 1e-8
     )
 
 
@@ -153,8 +153,8 @@ def test_residual_counts_couplings_to_unused_slots():
     assert not red.exact and red.residual > 0.01
     opts = gdln.TrainOptions(steps=400, lr=0.5, record_every=400, record_singular_values=False, record_weights=True)
     full = gdln.train(g, gdln.contextual_task(g, 10**4, 0, gated=False), red.aligned_params(0.1), opts)
-    on_links = red.params(red.project({"W": {e: W[0, -1] for e, W in full.weights.items()}}))
-    assert np.abs(full.weights["in0"][0, -1] - on_links["W"]["in0"]).max() > 1e-3  # off the reduced manifold
+    on_links = red.params(red.project(gdln.Params({e: W[0, -1] for e, W in full.weights.items()})))
+    assert np.abs(full.weights["in0"][0, -1] - on_links.weights["in0"]).max() > 1e-3  # off the reduced manifold
 
 
 def test_random_init_tracks_the_reduction(routing_fig4):

@@ -1,5 +1,6 @@
 """Route tasks (gdln.datasets.routes) and the batched all-routes trainer (gdln.training.routes)."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -102,7 +103,7 @@ def test_batched_forward_equals_the_core_network_on_route_gates(task):
     routing graph with that route's edge gates (two hidden layers, biases, leaky ReLU), to 1e-12."""
     graph = route_graph(task, 5, layers=2)
     core = gdln.init_params(jax.random.key(1), graph, "xavier", 1.0, biases=True)
-    core["b"] = jax.tree.map(lambda b: b + 0.1 * jax.random.normal(jax.random.key(2), b.shape), core["b"])
+    core = dataclasses.replace(core, biases=jax.tree.map(lambda b: b + 0.1 * jax.random.normal(jax.random.key(2), b.shape), core.biases))
     p = from_graph_params(graph, core)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), to_graph_params(p), core))
     opts = RouteOptions(steps=1, lr=0.1, nonlinearity="leaky_relu", slope=0.1)
@@ -123,8 +124,8 @@ def test_runs_start_from_the_core_initialisation_of_each_gain_and_seed(task):
     graph = route_graph(task, 5, layers=2)
     for r, (gain, seed) in enumerate(itertools.product((1.0, 0.1), (0, 3))):
         core = from_graph_params(graph, gdln.init_params(jax.random.key(seed), graph, "xavier", gain, biases=True))
-        assert all(np.array_equal(params[k][r], core[k]) for k in core), (gain, seed)
-    assert params["b_enc"].shape == (4, 3, 5) and params["hid"].shape == (4, 1, 5, 5)
+        assert jax.tree.all(jax.tree.map(lambda a, c: np.array_equal(a[r], c), params, core)), (gain, seed)  # noqa: B023
+    assert params.b_enc.shape == (4, 3, 5) and params.hid.shape == (4, 1, 5, 5)
 
 
 def _core_dataset(graph, task, mask):

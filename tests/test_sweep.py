@@ -46,8 +46,8 @@ def test_train_batch_equals_separate_runs():
         np.testing.assert_allclose(r.loss, alone.loss, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(r.time, alone.time, rtol=0)
         for e in g.edge_map:
-            np.testing.assert_allclose(r.params["W"][e], alone.params["W"][e], rtol=1e-11, atol=1e-14)
-    assert batch[0].loss.shape == (3, 4) and batch[1].loss.shape == (1, 4) and batch[1].params["W"]["enc0"].ndim == 2
+            np.testing.assert_allclose(r.params.weights[e], alone.params.weights[e], rtol=1e-11, atol=1e-14)
+    assert batch[0].loss.shape == (3, 4) and batch[1].loss.shape == (1, 4) and batch[1].params.weights["enc0"].ndim == 2
     assert np.allclose(batch[1].time, 0.03 * batch[1].step / 0.5)
 
 

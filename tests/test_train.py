@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +41,7 @@ def test_moment_gradient_equals_autograd_gradient(draw):
     seed = draw.draw(st.integers(0, 1000))
     params = gdln.init_params(jax.random.key(seed), g, "gaussian", 1.0, biases=biases)
     if biases:
-        params["b"] = jax.tree.map(lambda b: 0.3 * jnp.ones_like(b), params["b"])
+        params = dataclasses.replace(params, biases=jax.tree.map(lambda b: 0.3 * jnp.ones_like(b), params.biases))
     (loss_d, flat_d), (loss_m, flat_m) = _data_and_moment_gradients(g, data, params, affine=biases)
     assert abs(loss_m - loss_d) <= 1e-10 * abs(loss_d) + 1e-13
     assert np.linalg.norm(flat_m - flat_d) <= 1e-10 * np.linalg.norm(flat_d) + 1e-13
@@ -55,7 +57,7 @@ def test_moment_trajectories_equal_data_trajectories_on_random_dags(draw):
     runs = {m: gdln.train(g, data, params, o) for m, o in opts.items()}
     assert _rel(runs["moment"].context_loss, runs["data"].context_loss) < 1e-10
     for e in g.edge_map:
-        assert _rel(runs["moment"].params["W"][e], runs["data"].params["W"][e]) < 1e-10
+        assert _rel(runs["moment"].params.weights[e], runs["data"].params.weights[e]) < 1e-10
 
 
 def test_moment_space_with_unitwise_relu_gates():
@@ -81,7 +83,7 @@ def test_moment_trainer_equals_data_trainer_on_routing(routing_fig4, biases):
     assert _rel(runs["moment"].loss, runs["data"].loss) < 1e-10
     assert _rel(runs["moment"].context_loss, runs["data"].context_loss) < 1e-10
     for e in g.edge_map:
-        assert _rel(runs["moment"].params["W"][e], runs["data"].params["W"][e]) < 1e-10
+        assert _rel(runs["moment"].params.weights[e], runs["data"].params.weights[e]) < 1e-10
     assert runs["data"].loss[0, -1] < 0.1 * runs["data"].loss[0, 0]  # it did learn
 
 
@@ -102,11 +104,11 @@ def test_gd_on_one_layer_matches_closed_form():
     data = gdln.single_io(g, X, Y)
     W0 = np.random.default_rng(1).standard_normal((3, 5))
     lr, n = 0.3, 37
-    r = gdln.train(g, data, {"W": {"W1": jnp.asarray(W0)}}, gdln.TrainOptions(steps=n, lr=lr, method="data"))
+    r = gdln.train(g, data, gdln.Params({"W1": jnp.asarray(W0)}), gdln.TrainOptions(steps=n, lr=lr, method="data"))
     Sxx, Syx = X.T @ X / 40, Y.T @ X / 40
     Wstar = np.linalg.solve(Sxx, Syx.T).T
     expected = Wstar + (W0 - Wstar) @ np.linalg.matrix_power(np.eye(5) - lr * Sxx, n)
-    assert _rel(r.params["W"]["W1"], expected) < 1e-12
+    assert _rel(r.params.weights["W1"], expected) < 1e-12
     loss = 0.5 * np.mean(np.sum((X @ expected.T - Y) ** 2, 1))
     assert abs(r.loss[0, -1] - loss) < 1e-12 * loss
 
@@ -117,12 +119,12 @@ def test_heavy_ball_momentum_and_time_axis():
     data = gdln.single_io(g, X, Y)
     W = np.zeros((2, 4))
     lr, beta, n = 0.1, 0.8, 25
-    r = gdln.train(g, data, {"W": {"W1": jnp.asarray(W)}}, gdln.TrainOptions(steps=n, lr=lr, momentum=beta))
+    r = gdln.train(g, data, gdln.Params({"W1": jnp.asarray(W)}), gdln.TrainOptions(steps=n, lr=lr, momentum=beta))
     m = np.zeros_like(W)
     for _ in range(n):
         m = beta * m + (W @ X.T - Y.T) @ X / 30
         W = W - lr * m
-    assert _rel(r.params["W"]["W1"], W) < 1e-12
+    assert _rel(r.params.weights["W1"], W) < 1e-12
     np.testing.assert_allclose(r.time, lr * r.step / (1 - beta))
     np.testing.assert_array_equal(r.epoch, r.step)
 
@@ -135,11 +137,11 @@ def test_sgd_full_batch_equals_gd_and_is_seeded():
     params = gdln.init_seeds([0], g, "gaussian", 0.5)
     gd = gdln.train(g, data, params, gdln.TrainOptions(steps=20, lr=0.1, method="data"))
     sgd = gdln.train(g, data, params, gdln.TrainOptions(steps=20, lr=0.1, batch_size=24))
-    assert _rel(sgd.params["W"]["W2"], gd.params["W"]["W2"]) < 1e-12
+    assert _rel(sgd.params.weights["W2"], gd.params.weights["W2"]) < 1e-12
     mini = lambda key: gdln.train(g, data, params, gdln.TrainOptions(steps=12, lr=0.1, batch_size=4), key=key)  # noqa
     a, b, c = mini(0), mini(0), mini(1)
-    np.testing.assert_array_equal(a.params["W"]["W1"], b.params["W"]["W1"])
-    assert not np.allclose(a.params["W"]["W1"], c.params["W"]["W1"])
+    np.testing.assert_array_equal(a.params.weights["W1"], b.params.weights["W1"])
+    assert not np.allclose(a.params.weights["W1"], c.params.weights["W1"])
     np.testing.assert_allclose(a.epoch, a.step * 4 / 24)
 
 
@@ -151,9 +153,9 @@ def test_sgd_epoch_visits_every_example_once():
     data = gdln.single_io(g, X, Y)
     W0 = np.ones((1, 3))
     lr = 1e-7
-    sgd = gdln.train(g, data, {"W": {"W1": jnp.asarray(W0)}}, gdln.TrainOptions(steps=4, lr=lr, batch_size=3))
+    sgd = gdln.train(g, data, gdln.Params({"W1": jnp.asarray(W0)}), gdln.TrainOptions(steps=4, lr=lr, batch_size=3))
     grad = (W0 @ X.T - Y.T) @ X / 12
-    np.testing.assert_allclose((W0 - sgd.params["W"]["W1"]) / lr, 4 * grad, rtol=1e-5)
+    np.testing.assert_allclose((W0 - sgd.params.weights["W1"]) / lr, 4 * grad, rtol=1e-5)
 
 
 # ------------------------------------------------------------ cross-entropy
@@ -184,7 +186,7 @@ def test_contextual_gating_solves_the_task():
         data = gdln.contextual_task(g, 4000, seed=0, gated=gated)
         params = gdln.init_params(jax.random.key(0), g, "orthogonal", 0.1)
         r = gdln.train(g, data, params, gdln.TrainOptions(steps=3000, lr=0.5))
-        W = [np.asarray(r.params["W"][f"out{k}"] @ r.params["W"][f"in{k}"]) for k in range(2)]
+        W = [np.asarray(r.params.weights[f"out{k}"] @ r.params.weights[f"in{k}"]) for k in range(2)]
         results[gated] = (W, r.loss[0, -1])
     W, loss = results[True]
     np.testing.assert_allclose(W[0], [[1, 0]], atol=1e-3)
@@ -210,7 +212,7 @@ def test_routing_shared_layer_singular_values_sqrt_m(routing_fig4):
     assert 0.98 * np.sqrt(7) < ratio[0] < np.sqrt(7)
     np.testing.assert_allclose(hid / enc, ratio, rtol=0.025)
     np.testing.assert_allclose(hid / dec, ratio, rtol=0.025)
-    W = r.params["W"]
+    W = r.params.weights
     route_map = W["dec0"][0] @ W["hid1"][0] @ W["enc0"][0]  # trained route 0 -> 0 maps X = I to Y^T
     np.testing.assert_allclose(route_map, Y.T, atol=0.02)
     # Regression pin for the canonical task (seed 0, published schedule), float64 on CPU.
@@ -226,7 +228,7 @@ def test_recordings_are_consistent(routing_fig4):
     assert r.step.tolist() == [0, 5, 17, 40] and r.loss.shape == (2, 4) and r.context_loss.shape == (2, 4, 28)
     for e in ("enc2", "hid1"):
         np.testing.assert_allclose(r.singular_values[e], np.linalg.svd(r.weights[e], compute_uv=False), atol=1e-12)
-    np.testing.assert_allclose(r.weights["hid1"][:, -1], r.params["W"]["hid1"])
+    np.testing.assert_allclose(r.weights["hid1"][:, -1], r.params.weights["hid1"])
     loss, closs, names = r.evaluations["all"]
     assert closs.shape == (2, 4, 49) and names[:2] == ("0->0", "0->1")
     trained = [names.index(n) for n in r.context_names]
@@ -244,7 +246,7 @@ def test_float32_opt_in(routing_fig4):
     p = gdln.init_seeds([0], g, "orthogonal", 0.2)
     r32 = gdln.train(g, data, p, gdln.TrainOptions(steps=100, lr=0.16, record_every=50), dtype=jnp.float32)
     r64 = gdln.train(g, data, p, gdln.TrainOptions(steps=100, lr=0.16, record_every=50))
-    assert r32.params["W"]["hid1"].dtype == jnp.float32 and r32.loss.dtype == np.float32
+    assert r32.params.weights["hid1"].dtype == jnp.float32 and r32.loss.dtype == np.float32
     assert _rel(r32.loss, r64.loss) < 1e-4
 
 
@@ -254,8 +256,8 @@ def test_leaky_relu_training_matches_manual_forward():
     params = gdln.init_params(jax.random.key(1), g, "gaussian", 1.0)
     opts = gdln.TrainOptions(steps=0, lr=0.1, nonlinearity="leaky_relu", slope=0.1)
     r = gdln.train(g, gdln.single_io(g, X, Y), params, opts)
-    h = X @ params["W"]["W1"].T
-    out = np.where(h > 0, h, 0.1 * h) @ params["W"]["W2"].T
+    h = X @ params.weights["W1"].T
+    out = np.where(h > 0, h, 0.1 * h) @ params.weights["W2"].T
     assert abs(r.loss[0, 0] - 0.5 * np.mean(np.sum((out - Y) ** 2, 1))) < 1e-13
 
 
@@ -266,7 +268,7 @@ def test_divergence_reports_largest_stable_step():
     g = gdln.chain([4, 2])
     data = gdln.single_io(g, X, Y)
     limit = 2 / np.linalg.eigvalsh(X.T @ X / 50).max()
-    params = {"W": {"W1": jnp.zeros((2, 4))}}
+    params = gdln.Params({"W1": jnp.zeros((2, 4))})
     gdln.train(g, data, params, gdln.TrainOptions(steps=300, lr=0.95 * limit))  # stable: no error
     with pytest.raises(errors.DivergenceError, match="diverged") as info:
         gdln.train(g, data, params, gdln.TrainOptions(steps=3000, lr=1.1 * limit))
@@ -303,8 +305,8 @@ def test_bad_params_and_batch_size():
     data = gdln.single_io(g, np.ones((4, 2)), np.ones((4, 1)))
     params = gdln.init_params(jax.random.key(0), g)
     with pytest.raises(errors.ShapeError, match="edge 'W2'"):
-        gdln.train(g, data, {"W": {"W1": params["W"]["W1"]}}, gdln.TrainOptions(steps=1, lr=0.1))
+        gdln.train(g, data, gdln.Params({"W1": params.weights["W1"]}), gdln.TrainOptions(steps=1, lr=0.1))
     with pytest.raises(errors.ShapeError, match=r"edge 'W1' has shape \(2, 2\)"):
-        gdln.train(g, data, {"W": {**params["W"], "W1": jnp.ones((2, 2))}}, gdln.TrainOptions(steps=1, lr=0.1))
+        gdln.train(g, data, gdln.Params({**params.weights, "W1": jnp.ones((2, 2))}), gdln.TrainOptions(steps=1, lr=0.1))
     with pytest.raises(errors.ShapeError, match="batch_size 5 exceeds"):
         gdln.train(g, data, params, gdln.TrainOptions(steps=1, lr=0.1, batch_size=5))

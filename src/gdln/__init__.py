@@ -22,7 +22,8 @@ _API = {
                     "gdln.core.gates"),
     **dict.fromkeys(("ContextStats", "context_stats", "effective_examples", "path_gate", "sigma_x", "sigma_yx"),
                     "gdln.core.stats"),
-    **dict.fromkeys(("activation_pattern", "forward", "init_params", "init_seeds", "stack_params"), "gdln.core.model"),
+    **dict.fromkeys(("Ensemble", "Params", "activation_pattern", "forward", "init_params", "init_seeds", "stack_params"),
+                    "gdln.core.model"),
     **dict.fromkeys(("contextual_task", "hierarchical_task", "paper_loss_factor", "routing_task", "single_io",
                      "teacher_task", "xor_task"), "gdln.core.tasks"),
     **dict.fromkeys(("Schedule", "time_to_epochs"), "gdln.core.schedule"),
@@ -33,7 +34,7 @@ _API = {
     **dict.fromkeys(("BinaryTask", "binary_digits", "load_cifar10", "load_mnist"), "gdln.datasets.images"),
     # training
     **dict.fromkeys(("TrainOptions", "TrainResult", "train", "train_batch"), "gdln.training.engine"),
-    **dict.fromkeys(("RouteOptions", "RouteResult", "init_routes", "train_routes"), "gdln.training.routes"),
+    **dict.fromkeys(("RouteOptions", "RouteParams", "RouteResult", "init_routes", "train_routes"), "gdln.training.routes"),
     # theory
     **dict.fromkeys(("ReducedTrajectory", "Reduction", "chain_values", "reduce"), "gdln.theory.reduction"),
     **dict.fromkeys(("RaceReport", "race"), "gdln.theory.race"),

@@ -1,8 +1,9 @@
 """Measurements on trained networks: hidden activities, representational similarity, route outputs
 and errors, and the times at which a loss curve crosses given levels.
 
-Functions accept one network or several with a leading seed axis (as :func:`gdln.train` returns);
-seed-batched inputs give seed-batched outputs.
+Functions accept one network (:class:`~gdln.core.model.Params`) or an
+:class:`~gdln.core.model.Ensemble` (as :func:`gdln.train` returns for one); an ensemble gives outputs
+with the seed axis first.
 """
 
 from __future__ import annotations
@@ -16,44 +17,44 @@ import numpy as np
 from gdln.core.data import Dataset
 from gdln.core.gates import route_table
 from gdln.core.graph import Graph
-from gdln.core.model import Nonlinearity, Params, check_params, path_weight, propagate, seed_batched
+from gdln.core.model import Ensemble, Nonlinearity, Params, check_params, path_weight, propagate
 from gdln.core.stats import ContextStats, context_stats, path_gate
 from gdln.errors import UnsupportedError
 
 
-def activities(graph: Graph, params: Params, data: Dataset, nodes, *,
+def activities(graph: Graph, params: Params | Ensemble, data: Dataset, nodes, *,
                nonlinearity: Nonlinearity = "linear", slope: float = 0.01) -> dict[str, np.ndarray]:
     """Activities h_v of each node in ``nodes`` on every example of ``data`` (gates applied):
-    {v: (P, |v|)}, or (seeds, P, |v|) for seed-batched ``params``. One compiled pass."""
+    {v: (P, |v|)}, or (seeds, P, |v|) for an ensemble. One compiled pass."""
     nodes = tuple(nodes)
     for v in nodes:
         graph._check_node(v)
     data.check(graph)
     check_params(graph, params)
-    batched = seed_batched(params)
-    run = _compiled(graph, nodes, nonlinearity, slope, batched)
-    out = run(params, *[{k: jnp.asarray(v) for k, v in d.items()} for d in (data.inputs, data.node_gates,
+    ensemble = isinstance(params, Ensemble)
+    run = _compiled(graph, nodes, nonlinearity, slope, ensemble)
+    out = run(params.params if ensemble else params, *[{k: jnp.asarray(v) for k, v in d.items()} for d in (data.inputs, data.node_gates,
                                                                              data.edge_gates)])
     return {v: np.asarray(a) for v, a in out.items()}
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(graph: Graph, nodes: tuple[str, ...], nonlinearity: str, slope: float, batched: bool):
+def _compiled(graph: Graph, nodes: tuple[str, ...], nonlinearity: str, slope: float, ensemble: bool):
     def one(params, inputs, node_gates, edge_gates):
         h, _ = propagate(graph, params, inputs, node_gates, edge_gates, nonlinearity=nonlinearity, slope=slope)
         return {v: h[v] for v in nodes}
 
-    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)) if batched else one)
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None)) if ensemble else one)
 
 
 def activity(graph: Graph, params: Params, data: Dataset, node: str, **kwargs) -> np.ndarray:
-    """Activity of one ``node`` (see :func:`activities`): (P, |v|), seeds first if batched."""
+    """Activity of one ``node`` (see :func:`activities`): (P, |v|), seeds first for an ensemble."""
     return activities(graph, params, data, (node,), **kwargs)[node]
 
 
 def similarity(graph: Graph, params: Params, data: Dataset, node: str, **kwargs) -> np.ndarray:
     """Representational similarity of ``node``: the Gram matrix H H^T of its activities H (P x |v|)
-    over the examples of ``data`` (P x P; seeds first if batched). Block (mu, nu) of a routing
+    over the examples of ``data`` (P x P; seeds first for an ensemble). Block (mu, nu) of a routing
     network's first hidden layer on one route per input domain is (W1^i X)(W1^j X)^T (Fig. 4g)."""
     H = activity(graph, params, data, node, **kwargs)
     return H @ np.swapaxes(H, -1, -2)
@@ -81,7 +82,7 @@ def _all_routes(graph: Graph, X: np.ndarray, mask: np.ndarray) -> Dataset:
 def route_outputs(graph: Graph, params: Params, X: np.ndarray, *,
                   nonlinearity: Nonlinearity = "linear", slope: float = 0.01) -> np.ndarray:
     """Output of every route (i, j) of a routing network on the base inputs ``X``, trained or not:
-    array (M_in, M_out, items, |y|) (seeds first if batched); entry [i, j] is output node j's
+    array (M_in, M_out, items, |y|) (seeds first for an ensemble); entry [i, j] is output node j's
     response to ``X`` presented at input node i with W1^i and W3^j gated on (zero-shot for
     untrained routes)."""
     data = _all_routes(graph, X, np.ones((len(graph.inputs), len(graph.outputs)), dtype=bool))
@@ -121,8 +122,8 @@ def mean_sem(values) -> dict[str, float]:
 
 def route_errors(outputs: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Per-route error: the mean over items and output units of the squared error of
-    :func:`route_outputs` against the base targets ``Y`` (items x |y|): (M_in, M_out), seeds first
-    if batched. This is the per-route term of Saxe et al.'s loss (no 1/2)."""
+    :func:`route_outputs` against the base targets ``Y`` (items x |y|): (M_in, M_out), leading axes
+    kept. This is the per-route term of Saxe et al.'s loss (no 1/2)."""
     return ((outputs - Y) ** 2).mean(axis=(-2, -1))
 
 
@@ -158,7 +159,7 @@ def unit_contributions(graph: Graph, params: Params, data: Dataset, node: str, *
     for output units k of all output nodes o (concatenated in ``graph.outputs`` order), with h the
     activity of ``node`` under ``nonlinearity`` (ReLU by default; output nodes are linear). Summed
     over units, C is the output's part that flows through ``node`` (biases excluded). Every edge
-    leaving ``node`` must end at an output node. Shape (P, |node|, N_out), seeds first if batched.
+    leaving ``node`` must end at an output node. Shape (P, |node|, N_out), seeds first for an ensemble.
     """
     if node not in graph.hidden:
         raise UnsupportedError(f"{node!r} is not a hidden node")
@@ -174,7 +175,7 @@ def unit_contributions(graph: Graph, params: Params, data: Dataset, node: str, *
         for e in graph.in_edges(o):
             if graph.edge(e).source == node:
                 g = data.edge_gates.get(e, np.ones(P))[:, None, None]
-                C = C + g * H * np.swapaxes(np.asarray(params["W"][e]), -1, -2)[..., None, :, :]
+                C = C + g * H * np.swapaxes(np.asarray(params.weights[e]), -1, -2)[..., None, :, :]
         g = data.node_gates.get(o, np.ones(P))
         blocks.append(C * (g[:, None, None] if g.ndim == 1 else g[:, None, :]))
     return np.concatenate(blocks, axis=-1)
@@ -189,7 +190,7 @@ def functional_types(contributions: np.ndarray, threshold: float = 0.1, silent: 
     with c[mu, i] = ||C[mu, i, :]||, unit i serves example mu when c[mu, i] >= ``threshold`` *
     max_nu c[nu, i]. Label: mu if that is the only example it serves, :data:`SEVERAL` (-2) if it
     serves more, :data:`SILENT` (-1) if max_mu c[mu, i] <= ``silent`` times the largest of all units
-    (a unit that does nothing). Shape (units,), seeds first if batched."""
+    (a unit that does nothing). Shape (units,), leading axes kept."""
     c = np.linalg.norm(contributions, axis=-1)
     peak = c.max(axis=-2)
     serves = (c >= threshold * peak[..., None, :]).sum(axis=-2)

@@ -1,6 +1,6 @@
 """Datasets: inputs per input node, targets per output node, gates per example; canonical tasks.
 
-A :class:`Dataset` holds numpy arrays on the host. Example mu presents ``inputs[v][mu]`` at every
+A :class:`Dataset` is a pytree of arrays (numpy on the host as built). Example mu presents ``inputs[v][mu]`` at every
 input node v, asks for ``targets[v][mu]`` at every output node, and sets the gate of every gated
 node and edge: ``node_gates[v][mu]`` (a scalar, or one value per unit of v for unit-wise gating such
 as a ReLU network's activation pattern) and ``edge_gates[e][mu]`` (a scalar). Ungated nodes and
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import jax
 import numpy as np
 
 from gdln.core.graph import Graph
@@ -25,7 +26,13 @@ def _arrays(d: Mapping[str, object] | None) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Examples for a gated network; see the module docstring for the layout."""
+    """P examples for a gated network (see the module docstring): ``inputs[v]`` (P, |v|) for every
+    input node, ``targets[v]`` (P, |v|) for every output node, ``node_gates[v]`` (P,) or (P, |v|),
+    ``edge_gates[e]`` (P,), ``context`` (P,) integer labels and their ``context_names`` (metadata).
+
+    A pytree whose children are the arrays, so ``jax.tree.map`` and ``jax.device_put`` apply.
+    Construction converts the arrays to float numpy arrays; rebuilding inside JAX transforms
+    does not."""
 
     inputs: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
@@ -132,6 +139,23 @@ class Dataset:
             edge_gates=take(self.edge_gates),
             context=None if self.context is None else self.context[idx],
         )
+
+
+_CHILDREN = ("inputs", "targets", "node_gates", "edge_gates", "context")
+
+
+def _unflatten(context_names, children) -> Dataset:
+    # JAX rebuilds pytrees with tracers or placeholders: skip the converting __init__.
+    d = object.__new__(Dataset)
+    for name, value in zip(_CHILDREN, children):
+        object.__setattr__(d, name, value)
+    object.__setattr__(d, "context_names", context_names)
+    return d
+
+
+jax.tree_util.register_pytree_with_keys(
+    Dataset, lambda d: ([(jax.tree_util.GetAttrKey(n), getattr(d, n)) for n in _CHILDREN], d.context_names),
+    _unflatten, lambda d: ([getattr(d, n) for n in _CHILDREN], d.context_names))
 
 
 def _check_finite(a: np.ndarray, what: str) -> None:

@@ -1,7 +1,8 @@
 """The gated network map, its parameters and initialisers.
 
-Parameters are a pytree ``{"W": {edge: (|t(e)|, |s(e)|)}, "b": {edge: (|t(e)|,)}}`` ("b" only with
-biases). Every non-input node computes (spec section 1, plus optional per-edge biases and a
+Parameters are a :class:`Params` pytree (``weights[e]`` (|t(e)|, |s(e)|), ``biases[e]`` (|t(e)|,)); an
+:class:`Ensemble` holds several networks of one graph on a leading seed axis. Every non-input node
+computes (spec section 1, plus optional per-edge biases and a
 pointwise nonlinearity phi on hidden nodes for relaxed-assumption runs)
 
     h_v = g_v * phi( sum_{e: t(e) = v} g_e (W_e h_{s(e)} + b_e) ).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import jax
@@ -23,7 +25,41 @@ from jax.nn import initializers
 from gdln.core.graph import Graph
 from gdln.errors import ShapeError, UnsupportedError
 
-Params = dict[str, dict[str, jax.Array]]
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Params:
+    """The parameters of one network: ``weights[e]`` (|t(e)|, |s(e)|) for every edge e and, for an
+    affine network, ``biases[e]`` (|t(e)|,) (empty: no biases). A pytree: ``jax.vmap`` over a
+    ``Params`` whose arrays carry a leading axis maps over networks (see :attr:`Ensemble.params`)."""
+
+    weights: dict[str, jax.Array]
+    biases: dict[str, jax.Array] = field(default_factory=dict)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Ensemble:
+    """Networks of one graph stacked on a leading *seed* axis: ``weights[e]`` (S, |t(e)|, |s(e)|),
+    ``biases[e]`` (S, |t(e)|). Seed s is ``ensemble[s]``; functions given an ensemble map over its
+    networks and return results with the seed axis first."""
+
+    weights: dict[str, jax.Array]
+    biases: dict[str, jax.Array] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return next(iter(self.weights.values())).shape[0]
+
+    def __getitem__(self, s) -> Params | Ensemble:
+        """Network ``s`` (an int) as :class:`Params`; a slice or index array gives an ensemble."""
+        kind = Params if isinstance(s, (int, np.integer)) else Ensemble
+        return kind(*jax.tree.map(lambda a: a[s], (self.weights, self.biases)))
+
+    @property
+    def params(self) -> Params:
+        """The same arrays as one :class:`Params` with a leading axis, for ``jax.vmap(f)(ens.params)``."""
+        return Params(self.weights, self.biases)
+
+
 Nonlinearity = Literal["linear", "relu", "leaky_relu"]
 InitScheme = Literal["orthogonal", "gaussian", "xavier", "xavier_normal"]
 
@@ -63,10 +99,7 @@ def init_params(
     init = _initializer(scheme, scale)
     dtype = dtype or jnp.result_type(float)  # float64 when JAX has x64 enabled, float32 otherwise
     W = {e.name: init(jax.random.fold_in(key, k), graph.shape(e.name), dtype) for k, e in enumerate(graph.edges)}
-    params: Params = {"W": W}
-    if biases:
-        params["b"] = {e.name: jnp.zeros(graph.sizes[e.target], dtype) for e in graph.edges}
-    return params
+    return Params(W, {e.name: jnp.zeros(graph.sizes[e.target], dtype) for e in graph.edges} if biases else {})
 
 
 def as_key(key: jax.Array | int) -> jax.Array:
@@ -75,11 +108,12 @@ def as_key(key: jax.Array | int) -> jax.Array:
 
 
 def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: float = 1.0, *, biases: bool = False,
-               dtype=None) -> Params:
-    """:func:`init_params` for each integer seed, stacked on a leading seed axis (key = PRNGKey(seed)),
-    in one compiled program per graph and option set."""
+               dtype=None) -> Ensemble:
+    """:func:`init_params` for each integer seed, as an :class:`Ensemble` (key = PRNGKey(seed)), in
+    one compiled program per graph and option set."""
     _initializer(scheme, scale)  # validates the scheme before compiling
-    return _seeded_init(graph, scheme, float(scale), biases, dtype)(np.asarray([int(s) for s in seeds]))
+    p = _seeded_init(graph, scheme, float(scale), biases, dtype)(np.asarray([int(s) for s in seeds]))
+    return Ensemble(p.weights, p.biases)
 
 
 @functools.lru_cache(maxsize=32)
@@ -87,17 +121,13 @@ def _seeded_init(graph: Graph, scheme: InitScheme, scale: float, biases: bool, d
     return jax.jit(jax.vmap(lambda s: init_params(jax.random.key(s), graph, scheme, scale, biases=biases, dtype=dtype)))
 
 
-def seed_batched(params: Params) -> bool:
-    """Whether ``params`` carry a leading seed axis (weights (seeds, out, in))."""
-    return next(iter(params["W"].values())).ndim == 3
-
-
-def stack_params(*networks: Params) -> Params:
-    """Networks, each one network or seed-batched, on one leading seed axis in the order given, e.g.
-    ``stack_params(init_seeds(range(10), g), red.aligned_params(b0))``: ten random seeds and the
+def stack_params(*networks: Params | Ensemble) -> Ensemble:
+    """Networks (:class:`Params`) and ensembles as one :class:`Ensemble`, seeds in the order given,
+    e.g. ``stack_params(init_seeds(range(10), g), red.aligned_params(b0))``: ten random seeds and the
     decoupled run, trained together by one vmapped :func:`gdln.train`."""
-    batched = [n if seed_batched(n) else jax.tree.map(lambda a: a[None], n) for n in networks]
-    return jax.tree.map(lambda *a: jnp.concatenate(a), *batched)
+    parts = [n.params if isinstance(n, Ensemble) else jax.tree.map(lambda a: a[None], n) for n in networks]
+    p = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+    return Ensemble(p.weights, p.biases)
 
 
 def path_weight(weights: Mapping, path) -> jax.Array:
@@ -109,17 +139,27 @@ def path_weight(weights: Mapping, path) -> jax.Array:
     return Wp
 
 
-def check_params(graph: Graph, params: Params) -> None:
-    """Raise ShapeError unless ``params`` has a weight of the right shape for every edge."""
-    W = params.get("W", {})
-    for e in graph.edges:
-        if e.name not in W:
-            raise ShapeError(f"parameters have no weight for edge {e.name!r}")
-        if W[e.name].shape[-2:] != graph.shape(e.name):
-            raise ShapeError(f"weight for edge {e.name!r} has shape {W[e.name].shape}, expected {graph.shape(e.name)}")
-    extra = set(W) - set(graph.edge_map)
-    if extra:
-        raise ShapeError(f"parameters have weights for unknown edges {sorted(extra)}")
+def check_params(graph: Graph, params: Params | Ensemble) -> None:
+    """Raise ShapeError unless ``params`` (a :class:`Params` or an :class:`Ensemble`) has a weight, and
+    a bias if it has any, of the documented shape for every edge and nothing else."""
+    if not isinstance(params, (Params, Ensemble)):
+        raise ShapeError(f"parameters must be gdln.Params or gdln.Ensemble, got {type(params).__name__}")
+    lead = (len(params),) if isinstance(params, Ensemble) else ()
+    for kind, arrays, shape in (("weight", params.weights, graph.shape),
+                                ("bias", params.biases, lambda e: graph.shape(e)[:1])):
+        if kind == "bias" and not arrays:
+            continue
+        for e in graph.edges:
+            if e.name not in arrays:
+                raise ShapeError(f"parameters have no {kind} for edge {e.name!r}")
+            if arrays[e.name].shape != (*lead, *shape(e.name)):
+                hint = (" (seed axis first)" if lead else
+                        "; several networks are a gdln.Ensemble" if arrays[e.name].shape[1:] == shape(e.name) else "")
+                raise ShapeError(f"{kind} for edge {e.name!r} has shape {arrays[e.name].shape}, expected "
+                                 f"{(*lead, *shape(e.name))}{hint}")
+        extra = set(arrays) - set(graph.edge_map)
+        if extra:
+            raise ShapeError(f"parameters have {kind}s for unknown edges {sorted(extra)}")
 
 
 def activation(nonlinearity: Nonlinearity, slope: float = 0.01):
@@ -158,18 +198,24 @@ def propagate(
     multiplied by ``bias_input`` (P,), 1 by default; the moment-space trainer uses it to present
     whitened effective examples to an affine network exactly.
     """
+    if not isinstance(params, Params):
+        raise ShapeError(f"propagate takes one network (gdln.Params), got {type(params).__name__}; "
+                         "vmap over Ensemble.params for several")
+    missing = [v for v in graph.inputs if v not in inputs]
+    if missing:
+        raise ShapeError(f"no inputs for input nodes {missing}")
     phi = activation(nonlinearity, slope)
     h = dict(inputs)
     pre: dict[str, jax.Array] = {}
-    b = params.get("b")
+    b = params.biases
     hidden = set(graph.hidden)
     for v in graph.order:
         if v in h:
             continue
         total = 0.0
         for name in graph.in_edges(v):
-            z = h[graph.edge(name).source] @ params["W"][name].T
-            if b is not None:
+            z = h[graph.edge(name).source] @ params.weights[name].T
+            if b:
                 z = z + (b[name] if bias_input is None else bias_input[:, None] * b[name])
             total = total + gate(edge_gates.get(name)) * z
         if v in hidden:
@@ -180,7 +226,10 @@ def propagate(
 
 
 def forward(graph: Graph, params: Params, inputs, node_gates=None, edge_gates=None, **kwargs) -> dict[str, jax.Array]:
-    """Output activities {output node: (P, |v|)}; see :func:`propagate` for the arguments."""
+    """Output activities {output node: (P, |v|)}, seeds first for an :class:`Ensemble`; see
+    :func:`propagate` for the arguments."""
+    if isinstance(params, Ensemble):
+        return jax.vmap(lambda p: forward(graph, p, inputs, node_gates, edge_gates, **kwargs))(params.params)
     h, _ = propagate(graph, params, inputs, node_gates or {}, edge_gates or {}, **kwargs)
     return {v: h[v] for v in graph.outputs}
 
@@ -189,8 +238,10 @@ def activation_pattern(graph: Graph, params: Params, inputs, node_gates=None, ed
     """A ReLU network's own gates: g = step(pre-activation) for every unit of every hidden node.
 
     Since max(0, z) = step(z) z, the gated *linear* network with these unit-wise node gates
-    computes exactly what the ReLU network computes on these inputs.
+    computes exactly what the ReLU network computes on these inputs. Seeds first for an ensemble.
     """
+    if isinstance(params, Ensemble):
+        return jax.vmap(lambda p: activation_pattern(graph, p, inputs, node_gates, edge_gates))(params.params)
     _, pre = propagate(graph, params, inputs, node_gates or {}, edge_gates or {}, nonlinearity="relu")
     gates = dict(node_gates or {})
     for v, z in pre.items():

@@ -83,21 +83,21 @@ def propagate_plan(graph: Graph, params: Params, plan: GatePlan, inputs, node_ga
     node once per distinct activity and every edge only where it is on (arguments as for
     :func:`gdln.core.model.propagate`)."""
     phi = activation(nonlinearity, slope)
-    b = params.get("b")
+    b = params.biases
     hidden = set(graph.hidden)
     h = {v: inputs[v][plan.rows[v]] for v in graph.inputs}
     for v in graph.order:
         if v in h:
             continue
         rows = plan.rows[v]
-        total = jnp.zeros((rows.shape[0], graph.sizes[v]), params["W"][graph.in_edges(v)[0]].dtype)
+        total = jnp.zeros((rows.shape[0], graph.sizes[v]), params.weights[graph.in_edges(v)[0]].dtype)
         for name in graph.in_edges(v):
             src, tgt = plan.source[name], plan.target[name]
             if src.shape[0] == 0:  # never on in this batch
                 continue
             at = rows if tgt is None else rows[tgt]  # an example of each computed row
-            z = h[graph.edge(name).source][src] @ params["W"][name].T
-            if b is not None:
+            z = h[graph.edge(name).source][src] @ params.weights[name].T
+            if b:
                 z = z + (b[name] if bias_input is None else bias_input[at][:, None] * b[name])
             if name in edge_gates:
                 z = edge_gates[name][at][:, None] * z

@@ -18,26 +18,29 @@ from __future__ import annotations
 import gzip
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from gdln.core.transform import Preprocessor
 from gdln.errors import ConfigError, DataError
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True, eq=False)
 class BinaryTask:
     """Training inputs ``X`` (P, N0) and labels ``Y`` (P,) in {-1, +1}; test set ``X_test``, ``Y_test``;
-    ``digits`` of the training examples (for building related tasks)."""
+    ``digits`` of the training examples (for building related tasks). A pytree of these arrays
+    (``description`` is metadata)."""
 
     X: np.ndarray
     Y: np.ndarray
     X_test: np.ndarray
     Y_test: np.ndarray
     digits: np.ndarray
-    description: str
+    description: str = field(metadata=dict(static=True))
 
     @property
     def N0(self) -> int:

@@ -19,10 +19,11 @@ same coordinates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import jax
 import numpy as np
 
 from gdln.core.transform import Preprocessor
@@ -64,18 +65,20 @@ def label_permutations(modules: int, classes: int, seed: int) -> np.ndarray:
     return np.array(rows)
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True, eq=False)
 class RouteTask:
     """A route task's data. ``X[i]`` (N, d): the training inputs seen by input domain i (base image n
     of class ``labels[n]`` through f_i, preprocessed); ``X_test`` (M, N_test, d) likewise;
-    ``label_maps[j, c]`` = sigma_j(c), the label of class c in output domain j."""
+    ``label_maps[j, c]`` = sigma_j(c), the label of class c in output domain j. A pytree of these
+    arrays (``description`` is metadata)."""
 
     X: np.ndarray
     labels: np.ndarray
     X_test: np.ndarray
     labels_test: np.ndarray
     label_maps: np.ndarray
-    description: str
+    description: str = field(metadata=dict(static=True))
 
     @property
     def modules(self) -> int:

@@ -14,12 +14,12 @@ import importlib
 #: ``gdln.ggdln`` imports neither JAX nor SciPy until one is used.
 _API = {
     **dict.fromkeys(("Samples", "effective_sample_size", "gradient_descent", "langevin"), "gdln.ggdln.sampling"),
-    **dict.fromkeys(("GGDLN", "GlobalGates", "ReLUNetwork", "gp_kernel", "gp_predict"), "gdln.ggdln.model"),
+    **dict.fromkeys(("GGDLN", "GGDLNParams", "GlobalGates", "ReLUNetwork", "gp_kernel", "gp_predict"), "gdln.ggdln.model"),
     **dict.fromkeys(("Posterior", "sample_posterior", "stable_step"), "gdln.ggdln.posterior"),
     **dict.fromkeys(("Renormalisation", "free_energy", "generalisation", "solve"), "gdln.ggdln.theory"),
 }
 
-__all__ = ["GGDLN", "GlobalGates", "Posterior", "ReLUNetwork", "Renormalisation", "Samples", "effective_sample_size",
+__all__ = ["GGDLN", "GGDLNParams", "GlobalGates", "Posterior", "ReLUNetwork", "Renormalisation", "Samples", "effective_sample_size",
            "free_energy", "generalisation", "gp_kernel", "gp_predict", "gradient_descent", "langevin",
            "sample_posterior", "solve", "stable_step"]
 

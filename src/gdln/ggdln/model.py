@@ -26,6 +26,17 @@ from gdln.core.transform import Preprocessor
 from gdln.errors import GateError, ShapeError
 
 
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class GGDLNParams:
+    """The weights of a :class:`GGDLN` (or :class:`ReLUNetwork`): ``W[l]`` (M_l, N_l, N_{l-1}) for
+    the hidden layers l = 1..L and the readout ``a`` (M_{L+1}, N_L). Chains (Langevin samples) add
+    a leading chain axis to every array."""
+
+    W: tuple[jax.Array, ...]
+    a: jax.Array
+
+
 @dataclass(frozen=True, eq=False)
 class GlobalGates:
     """M gates of one layer, each a function of the input x (dimension N0):
@@ -147,21 +158,21 @@ class _Network:
     ``init``: f(x) = phi(x) . vec(a), the energy and its Langevin-free (weight decay) form, and the
     readout integrated out given the hidden weights."""
 
-    def forward(self, params: dict, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
+    def forward(self, params: GGDLNParams, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
         """f(x) for every row of ``X`` (P,), given precomputed gate values ``G`` (or computed here)."""
-        return self.features(params, X, G) @ params["a"].reshape(-1)
+        return self.features(params, X, G) @ params.a.reshape(-1)
 
-    def loss(self, params: dict, X, Y, weight_decay: float, G: Sequence[jax.Array] | None = None) -> jax.Array:
+    def loss(self, params: GGDLNParams, X, Y, weight_decay: float, G: Sequence[jax.Array] | None = None) -> jax.Array:
         """1/2 sum_mu (f(x^mu) - y^mu)^2 + (weight_decay / 2) ||Theta||^2 (sum over examples, not mean)."""
         fit = 0.5 * jnp.sum((self.forward(params, X, G) - jnp.asarray(Y)) ** 2)
         return fit + weight_decay / 2 * sum(jnp.sum(w ** 2) for w in jax.tree.leaves(params))
 
-    def energy(self, params: dict, X, Y, T: float, sigma2: float, G: Sequence[jax.Array] | None = None) -> jax.Array:
+    def energy(self, params: GGDLNParams, X, Y, T: float, sigma2: float, G: Sequence[jax.Array] | None = None) -> jax.Array:
         """E = 1/2 sum_mu (f(x^mu) - y^mu)^2 + T / (2 sigma^2) ||Theta||^2 (the posterior is exp(-E/T)):
         :meth:`loss` with weight decay T / sigma^2."""
         return self.loss(params, X, Y, T / sigma2, G)
 
-    def readout_predict(self, params: dict, X, Y, Xt, T: float, sigma2: float, G=None, Gt=None):
+    def readout_predict(self, params: GGDLNParams, X, Y, Xt, T: float, sigma2: float, G=None, Gt=None):
         """Rao-Blackwellised predictor at ``Xt``: given the hidden weights the readout a is Gaussian,
         and f(x) has the posterior mean k_W^T (K_W + T I)^-1 Y and variance K_W(x, x) - k_W^T (K_W + T I)^-1 k_W,
         K_W = sigma^2 phi phi^T. Averaged over posterior samples of the hidden weights, the mean estimates
@@ -204,7 +215,7 @@ class GGDLN(_Network):
         """L, the number of hidden layers."""
         return len(self.widths)
 
-    def init(self, key: jax.Array | int, sigma2: float = 1.0, dtype=jnp.float64) -> dict:
+    def init(self, key: jax.Array | int, sigma2: float = 1.0, dtype=jnp.float64) -> GGDLNParams:
         """Weights drawn from the prior N(0, sigma^2): ``W[l]`` (M_l, N_l, N_{l-1}), ``a`` (M_{L+1}, N_L)."""
         return _gaussian(key, sigma2, dtype, [g.count for g in self.gates], (self.N0, *self.widths))
 
@@ -213,17 +224,17 @@ class GGDLN(_Network):
         ``task`` (P,) where gates are task-conditioned)."""
         return [g(X, task if g.masks is not None else None) for g in self.gates]
 
-    def features(self, params: dict, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
+    def features(self, params: GGDLNParams, X, G: Sequence[jax.Array] | None = None) -> jax.Array:
         """phi(x) (P, M_{L+1} N_L), the readout's inputs: f(x) = phi(x) . vec(a), phi = g_m(x) x^L / sqrt(M N_L)."""
         G = self.gate_values(X) if G is None else G
         x = jnp.asarray(X)
-        for W, g in zip(params["W"], G[:-1]):
+        for W, g in zip(params.W, G[:-1]):
             h = jnp.einsum("mij,pj->pmi", W, x)
             x = jnp.einsum("pm,pmi->pi", g, h) / np.sqrt(W.shape[0] * W.shape[2])
         g = G[-1]
         return (g[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1) / np.sqrt(g.shape[1] * x.shape[1])
 
-    def order_parameters(self, params: dict, sigma2: float = 1.0) -> list[jax.Array]:
+    def order_parameters(self, params: GGDLNParams, sigma2: float = 1.0) -> list[jax.Array]:
         """[U_1, ..., U_L] of one weight sample, the quantities the theory's U_l predict.
 
         Given the weights above layer l, f is linear in W^l and Gaussian over it; its kernel is the
@@ -231,11 +242,11 @@ class GGDLN(_Network):
         b_pi = W^{l+1 T}_{m_{l+1}} ... W^{L T}_{m_L} a_{m_{L+1}} (N_l,) is the readout propagated back
         along the upper gate path pi (next layer's gate fastest, as in :mod:`.theory`). The prior
         mean is I; at large width the posterior concentrates on the theory's saddle point."""
-        B = params["a"]  # (paths, N_L)
+        B = params.a  # (paths, N_L)
         U = [B @ B.T / (sigma2 * self.widths[-1])]
         scale = sigma2 * self.widths[-1]
         for layer in range(self.depth - 1, 0, -1):
-            W = params["W"][layer]  # (M_{l+1}, N_{l+1}, N_l)
+            W = params.W[layer]  # (M_{l+1}, N_{l+1}, N_l)
             B = jnp.einsum("pi,mij->pmj", B, W).reshape(-1, W.shape[2])
             scale = scale * sigma2 * W.shape[2]
             U.insert(0, B @ B.T / scale)
@@ -263,7 +274,7 @@ class ReLUNetwork(_Network):
     def depth(self) -> int:
         return len(self.widths)
 
-    def init(self, key: jax.Array | int, sigma2: float = 1.0, dtype=jnp.float64) -> dict:
+    def init(self, key: jax.Array | int, sigma2: float = 1.0, dtype=jnp.float64) -> GGDLNParams:
         """Weights drawn from the prior N(0, sigma^2)."""
         return _gaussian(key, sigma2, dtype, [1] * (self.depth + 1), (self.N0, *self.widths))
 
@@ -271,19 +282,19 @@ class ReLUNetwork(_Network):
         """No gates (for a uniform interface with :class:`GGDLN`)."""
         return []
 
-    def features(self, params: dict, X, G=None) -> jax.Array:
+    def features(self, params: GGDLNParams, X, G=None) -> jax.Array:
         """phi(x) = x^L / sqrt(N_L) (P, N_L)."""
         x = jnp.asarray(X)
-        for W in params["W"]:
+        for W in params.W:
             x = jax.nn.relu(x @ W[0].T / np.sqrt(W.shape[2]))
         return x / np.sqrt(x.shape[1])
 
 
-def _gaussian(key, sigma2, dtype, gates: list[int], sizes: tuple[int, ...]) -> dict:
+def _gaussian(key, sigma2, dtype, gates: list[int], sizes: tuple[int, ...]) -> GGDLNParams:
     keys = jax.random.split(as_key(key), len(gates))
-    W = [np.sqrt(sigma2) * jax.random.normal(k, (m, sizes[i + 1], sizes[i]), dtype)
-         for i, (k, m) in enumerate(zip(keys[:-1], gates[:-1]))]
-    return {"W": W, "a": np.sqrt(sigma2) * jax.random.normal(keys[-1], (gates[-1], sizes[-1]), dtype)}
+    W = tuple(np.sqrt(sigma2) * jax.random.normal(k, (m, sizes[i + 1], sizes[i]), dtype)
+              for i, (k, m) in enumerate(zip(keys[:-1], gates[:-1])))
+    return GGDLNParams(W, np.sqrt(sigma2) * jax.random.normal(keys[-1], (gates[-1], sizes[-1]), dtype))
 
 
 def gp_kernel(net: GGDLN | ReLUNetwork, X1, X2, sigma2: float = 1.0, task1=None, task2=None) -> jax.Array:

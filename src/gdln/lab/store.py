@@ -6,7 +6,7 @@ A run folder ``DIR`` holds
 * ``provenance.json``  seed(s), package versions, git commits (gdln source, working directory), time, host,
 * ``metrics.parquet``  tidy table: seed, step, epoch, time, dataset, context, loss,
 * ``trajectories.nc``  labelled arrays (xarray / NetCDF4): losses, singular values, weights,
-* ``params.npz``       final parameters, ``W/<edge>`` and ``b/<edge>`` with a leading seed axis.
+* ``params.npz``       final parameters, ``weights/<edge>`` and ``biases/<edge>`` with a leading seed axis.
 
 Every run folder (training runs, ``gdln reproduce`` experiments, sweep points) is written by
 :func:`write_folder`: ``config.yaml`` and ``provenance.json`` the same way, then the files of its
@@ -141,22 +141,26 @@ def write_result(result: TrainResult, folder: Path) -> None:
     ds = result.to_xarray()
     ds.to_netcdf(folder / "trajectories.nc", engine="h5netcdf", encoding={v: {"zlib": True} for v in ds.data_vars})
     params = stack_params(result.params)
-    np.savez(folder / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind, d in params.items() for e, a in d.items()})
+    np.savez(folder / "params.npz", **{f"{kind}/{e}": np.asarray(a) for kind in ("weights", "biases")
+                                        for e, a in getattr(params, kind).items()})
 
 
 def read_run(folder: str | Path) -> dict:
     """Load a run folder: ``config`` (dict), ``provenance``, ``metrics`` (DataFrame),
-    ``trajectories`` (xarray Dataset) and ``params`` (nested dict of arrays)."""
+    ``trajectories`` (xarray Dataset) and ``params`` (the final :class:`~gdln.core.model.Ensemble`)."""
     import pandas as pd
     import xarray as xr
     import yaml
 
     folder = Path(folder)
+    from gdln.core.model import Ensemble
+
     with np.load(folder / "params.npz") as z:
-        params: dict = {}
+        arrays: dict = {"weights": {}, "biases": {}}
         for key in z.files:
             kind, edge = key.split("/", 1)
-            params.setdefault(kind, {})[edge] = z[key]
+            arrays[kind][edge] = z[key]
+    params = Ensemble(**arrays)
     return {
         "config": yaml.safe_load((folder / "config.yaml").read_text()),
         "provenance": json.loads((folder / "provenance.json").read_text()),

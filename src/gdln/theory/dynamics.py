@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from gdln.core.linalg import require_float64
+from gdln.core.model import Params
 from gdln.core.schedule import Schedule, time_to_epochs
 from gdln.errors import ShapeError, UnsupportedError
 
@@ -136,8 +137,8 @@ class ReducedTrajectory:
         """The predicted singular values of W_e: |b| of its links, sorted decreasingly."""
         return -np.sort(-np.abs(self.strength(edge)), axis=1)
 
-    def params(self, i: int = -1) -> dict:
-        """The predicted network weights at record ``i``."""
+    def params(self, i: int = -1) -> Params:
+        """The predicted network at record ``i``."""
         return self.reduction.params(self.b[i])
 
     def epochs(self, lr: float, loss_scale: float = 1.0, momentum: float = 0.0) -> np.ndarray:

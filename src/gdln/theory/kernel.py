@@ -50,7 +50,7 @@ import numpy as np
 from gdln.core.data import Dataset
 from gdln.core.graph import Graph
 from gdln.core.linalg import largest_eigenvalue, require_float64
-from gdln.core.model import Params, check_params, propagate, seed_batched
+from gdln.core.model import Ensemble, Params, check_params, propagate
 from gdln.core.schedule import Schedule
 from gdln.errors import DivergenceError, UnsupportedError
 
@@ -69,22 +69,20 @@ def _compiled(graph: Graph):
 
     def factors(params, *example):
         # A bias enters z_t exactly as W_e h_s does (both times g_e), so zero biases are probes of B_e.
-        b0 = params.get("b") or {k: jnp.zeros(graph.sizes[e.target], params["W"][k].dtype) for k, e in edges.items()}
-        f, acts = one({**params, "b": b0}, *example)
-        B = jax.jacrev(lambda b: one({**params, "b": b}, *example)[0])(b0)
+        b0 = params.biases or {k: jnp.zeros(graph.sizes[e.target], params.weights[k].dtype) for k, e in edges.items()}
+        f, acts = one(Params(params.weights, b0), *example)
+        B = jax.jacrev(lambda b: one(Params(params.weights, b), *example)[0])(b0)
         return f, acts, B
 
     return jax.jit(jax.vmap(factors, in_axes=(None, 0, 0, 0)))
 
 
-def _seeds(graph: Graph, params: Params) -> tuple[list[Params], bool]:
-    """One network per seed, and whether ``params`` carried a seed axis."""
+def _seeds(graph: Graph, params: Params | Ensemble) -> tuple[list[Params], bool]:
+    """One network per seed, and whether ``params`` is an ensemble."""
     check_params(graph, params)
-    batched = seed_batched(params)
-    if not batched:
-        return [params], False
-    n = next(iter(params["W"].values())).shape[0]
-    return [jax.tree.map(lambda a, s=s: a[s], params) for s in range(n)], True
+    if isinstance(params, Ensemble):
+        return [params[s] for s in range(len(params))], True
+    return [params], False
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def _factors(graph: Graph, params: Params, data: Dataset) -> _Factors:
     B = {k: b.reshape(P * n_out, -1) for k, b in B.items()}
     nonzero = {k: np.any(b != 0, axis=1) for k, b in B.items()}
     rows = np.flatnonzero(np.any(list(nonzero.values()), axis=0))
-    if "b" in params:
+    if params.biases:
         acts = {k: np.concatenate([a, np.ones((P, 1))], axis=1) for k, a in acts.items()}
     edges = {}
     for k, b in B.items():
@@ -131,11 +129,11 @@ def _assemble(Ra: int, Rb: int, a: dict, b: dict) -> jax.Array:
     return K
 
 
-def tangent_kernel(graph: Graph, params: Params, data_a: Dataset, data_b: Dataset | None = None) -> np.ndarray:
+def tangent_kernel(graph: Graph, params: Params | Ensemble, data_a: Dataset, data_b: Dataset | None = None) -> np.ndarray:
     """The neural tangent kernel K[mu, k, nu, l] = sum_theta df_k(x_mu)/dtheta df_l(x_nu)/dtheta
     between the examples of ``data_a`` and of ``data_b`` (default ``data_a``), gates applied:
-    (P_a, O, P_b, O), seeds first for seed-batched ``params``. f concatenates the output nodes in
-    ``graph.outputs`` order; units of K are output^2 / parameter^2."""
+    (P_a, O, P_b, O), seeds first for an :class:`~gdln.core.model.Ensemble`. f concatenates the
+    output nodes in ``graph.outputs`` order; units of K are output^2 / parameter^2."""
     data_b = data_a if data_b is None else data_b
     for d in (data_a, data_b):
         d.check(graph)
@@ -205,7 +203,7 @@ def _top_eigenvalue(K):
 class Linearisation:
     """The linearised network at ``params`` (theta0) on a training set; see :func:`linearise`."""
 
-    def __init__(self, graph: Graph, params: Params, data: Dataset, evaluate: Mapping[str, Dataset], rcond: float):
+    def __init__(self, graph: Graph, params: Params | Ensemble, data: Dataset, evaluate: Mapping[str, Dataset], rcond: float):
         if "train" in evaluate:
             raise UnsupportedError("an evaluation set cannot be called 'train' (the training set's name)")
         self.graph, self.rcond = graph, rcond
@@ -308,9 +306,9 @@ def _targets(graph: Graph, data: Dataset) -> np.ndarray:
     return np.concatenate([data.targets[v] for v in graph.outputs], axis=1)
 
 
-def linearise(graph: Graph, params: Params, data: Dataset, *, evaluate: Mapping[str, Dataset] | None = None,
+def linearise(graph: Graph, params: Params | Ensemble, data: Dataset, *, evaluate: Mapping[str, Dataset] | None = None,
               rcond: float = 1e-10) -> Linearisation:
-    """Linearise ``graph`` at ``params`` (one network, or seeds on a leading axis) for training on
+    """Linearise ``graph`` at ``params`` (one network, or an ensemble) for training on
     ``data``: Jacobian factors of the training set and of each ``evaluate`` set, the eigendecomposition
     of the training tangent kernel K. ``Linearisation.simulate(schedule)`` gives exact discrete GD,
     ``.solve(t)`` gradient flow (``t = inf``: kernel regression); ``rcond`` is the relative

@@ -50,6 +50,7 @@ import numpy as np
 from gdln.core.data import Dataset
 from gdln.core.graph import Graph, Path
 from gdln.core.linalg import group_levels, require_float64
+from gdln.core.model import Ensemble, Params
 from gdln.core.schedule import Schedule
 from gdln.core.stats import ContextStats, context_stats
 from gdln.errors import ShapeError
@@ -214,8 +215,9 @@ class Reduction:
             b = b * np.where(sign[:-1] == 0, 1.0, sign[:-1])
         return b
 
-    def params(self, b) -> dict:
-        """Full weights W_e = sum_links b R_t[:, k_t] R_s[:, k_s]^T; ``b`` may have leading axes."""
+    def weights(self, b) -> dict[str, jax.Array]:
+        """Full weights W_e = sum_links b R_t[:, k_t] R_s[:, k_s]^T; ``b`` (..., links) may have
+        leading axes (seeds, times), which the weights keep."""
         b = jnp.asarray(b)
         W = {}
         for e in self.graph.edges:
@@ -223,15 +225,23 @@ class Reduction:
             Rt = self.frames[e.target][:, self.link_slots[idx, 0]]
             Rs = self.frames[e.source][:, self.link_slots[idx, 1]]
             W[e.name] = jnp.einsum("ik,...k,jk->...ij", Rt, b[..., idx], Rs)
-        return {"W": W}
+        return W
 
-    def aligned_params(self, b0: float | Mapping[str, float]) -> dict:
+    def params(self, b) -> Params | Ensemble:
+        """The network of link strengths ``b`` (links,); for ``b`` (n, links) an ensemble of one network
+        per row (seeds, or the records of a trajectory)."""
+        if np.ndim(b) not in (1, 2):
+            raise ShapeError(f"link strengths of shape {np.shape(b)}: expected (links,) or (seeds, links); "
+                             "Reduction.weights keeps any leading axes")
+        return (Params if np.ndim(b) == 1 else Ensemble)(self.weights(b))
+
+    def aligned_params(self, b0: float | Mapping[str, float]) -> Params:
         """The aligned (decoupled, balanced) initialisation W_e = R_t(e) (b0 I) R_s(e)^T on the links."""
         return self.params(self.init(b0))
 
-    def project(self, params) -> np.ndarray:
-        """Link strengths b_i = R_t[:, k_t]^T W_e R_s[:, k_s] of any weights (leading axes kept)."""
-        W = params["W"]
+    def project(self, params: Params | Ensemble) -> np.ndarray:
+        """Link strengths b_i = R_t[:, k_t]^T W_e R_s[:, k_s] of any weights (seeds first for an ensemble)."""
+        W = params.weights
         cols = []
         for i, e in enumerate(self.link_edge):
             edge = self.graph.edge(e)

@@ -38,7 +38,7 @@ from jax.flatten_util import ravel_pytree
 
 from gdln.core.data import Dataset
 from gdln.core.graph import Graph
-from gdln.core.model import Nonlinearity, Params, as_key, check_params, propagate, seed_batched
+from gdln.core.model import Ensemble, Nonlinearity, Params, as_key, check_params, propagate
 from gdln.core.plan import GatePlan, gate_plan, propagate_plan
 from gdln.core.schedule import Schedule
 from gdln.core.stats import context_stats, effective_examples
@@ -391,7 +391,7 @@ def _singular_values(W: jax.Array) -> jax.Array:
 
 @dataclass(frozen=True)
 class GraphLayout(Layout):
-    """Any gated DAG (:class:`~gdln.core.graph.Graph`), parameters ``{"W": ..., "b": ...}``, rows of a
+    """Any gated DAG (:class:`~gdln.core.graph.Graph`), parameters :class:`~gdln.core.model.Params`, rows of a
     :class:`Batch` (examples, or effective examples in moment space)."""
 
     graph: Graph
@@ -417,9 +417,9 @@ class GraphLayout(Layout):
         rec = {"loss": batch.probability @ closs, "context_loss": closs}
         edges = self.options.record_singular_values
         if edges:
-            rec["sv"] = {e: _singular_values(params["W"][e]) for e in (params["W"] if edges is True else edges)}
+            rec["sv"] = {e: _singular_values(params.weights[e]) for e in (params.weights if edges is True else edges)}
         if self.options.record_weights:
-            rec["weights"] = params["W"]
+            rec["weights"] = params.weights
         for name, eb in evals.items():
             ecl = context_loss(self.graph, self.options, params, eb)
             rec[f"eval:{name}"] = (eb.probability @ ecl, ecl)
@@ -492,7 +492,7 @@ class TrainResult(Trajectory):
 def train(
     graph: Graph,
     data: Dataset,
-    params: Params,
+    params: Params | Ensemble,
     options: TrainOptions,
     *,
     key: jax.Array | int = 0,
@@ -502,8 +502,10 @@ def train(
 ) -> TrainResult:
     """Train ``params`` on ``data`` and record trajectories.
 
-    ``params`` holds one network, or several with a leading seed axis (e.g. from
-    :func:`gdln.core.model.init_seeds`); seeds train in parallel under ``vmap``. ``key`` seeds the
+    ``params`` holds one network (:class:`~gdln.core.model.Params`) or an
+    :class:`~gdln.core.model.Ensemble` (e.g. from :func:`gdln.core.model.init_seeds`), whose seeds
+    train in parallel under ``vmap``; the result's params have the same type. Trajectories always
+    have a leading seed axis (length 1 for one network). ``key`` seeds the
     minibatch order (seed s uses ``fold_in(key, s)``). ``evaluate`` maps names to extra datasets
     whose losses are recorded too (e.g. untrained routes). ``dtype`` casts data and parameters
     (default: the parameters' dtype). A progress bar appears on runs longer than 2 s
@@ -518,7 +520,7 @@ def train(
 def train_batch(
     graph: Graph,
     data: Dataset,
-    params: Sequence[Params],
+    params: Sequence[Params | Ensemble],
     options: TrainOptions | Sequence[TrainOptions],
     *,
     key: jax.Array | int = 0,
@@ -528,7 +530,7 @@ def train_batch(
 ) -> list[TrainResult]:
     """Several runs on the same data in one compiled, vmapped loop; one :class:`TrainResult` each.
 
-    ``params[i]`` is one network or a seed-batched stack (different initial scales or schemes are
+    ``params[i]`` is one network or an ensemble (different initial scales or schemes are
     fine: only shapes must agree); ``options[i]`` may differ from the others only in ``lr``. The
     results equal separate :func:`train` calls (same minibatch keys: seed s of every run uses
     ``fold_in(key, s)``) up to floating-point reassociation. A sweep batches its points this way.
@@ -546,14 +548,15 @@ def train_batch(
     if not isinstance(shared.record_singular_values, bool):
         for e in shared.record_singular_values:
             graph.edge(e)  # raises UnknownNodeError naming it
-    batched = [seed_batched(p) for p in params]
+    ensemble = [isinstance(p, Ensemble) for p in params]
     dtype = np.dtype(dtype or jax.tree.leaves(params[0])[0].dtype)
-    host = [jax.tree.map(lambda a: np.asarray(a, dtype), p if b else jax.tree.map(lambda a: a[None], p))
-            for p, b in zip(params, batched)]
-    sizes = [len(next(iter(p["W"].values()))) for p in host]
+    # Every run as one Params with a leading seed axis: the compiled loop vmaps over it.
+    host = [jax.tree.map(lambda a: np.asarray(a, dtype), p.params if e else jax.tree.map(lambda a: a[None], p))
+            for p, e in zip(params, ensemble)]
+    sizes = [len(next(iter(p.weights.values()))) for p in host]
     stacked = jax.tree.map(lambda *a: np.concatenate(a), *host)
     method = shared.resolve_method()
-    affine = "b" in stacked
+    affine = bool(stacked.biases)
     P = data.num_examples
     shared.steps_per_epoch(P)  # a minibatch larger than the data fails here, before any work
     batch, names = moment_batch(graph, data, affine, dtype) if method == "moment" else \
@@ -575,10 +578,11 @@ def train_batch(
 
     steps = shared.recorded()
     results = []
-    for o, b, lo, hi in zip(options, batched, offsets[:-1], offsets[1:]):
+    for o, e, lo, hi in zip(options, ensemble, offsets[:-1], offsets[1:]):
         r = jax.tree.map(lambda a: a[lo:hi], rec)  # noqa: B023
+        p = jax.tree.map(lambda a: a[lo:hi] if e else a[lo], state.params)  # noqa: B023
         results.append(TrainResult(
-            params=jax.tree.map(lambda a: a[lo:hi] if b else a[lo], state.params),  # noqa: B023
+            params=Ensemble(p.weights, p.biases) if e else p,
             step=steps, epoch=o.epoch(steps, P), time=o.time(steps),
             graph=graph, options=o, method=method, loss=r["loss"], context_loss=r["context_loss"], context_names=names,
             singular_values=r.get("sv", {}), weights=r.get("weights"),

@@ -33,14 +33,33 @@ import numpy as np
 
 from gdln.core.gates import explicit
 from gdln.core.graph import Graph, routing
-from gdln.core.model import InitScheme, Nonlinearity, activation, init_seeds, stack_params
+from gdln.core.model import Ensemble, InitScheme, Nonlinearity, Params, activation, init_seeds, stack_params
 from gdln.core.schedule import Schedule
 from gdln.core.stats import ContextStats, effective_examples
 from gdln.datasets.routes import RouteTask
 from gdln.errors import GateError, ShapeError, UnsupportedError
 from gdln.training.engine import Layout, Trajectory, example_loss, initial_state, resolve_method, run
 
-RouteParams = dict[str, jax.Array]
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class RouteParams:
+    """A routing network's parameters stacked over domains: encoders ``enc`` (M, H, N0), decoders
+    ``dec`` (M, C, H), shared hidden weights ``hid`` (L-1, H, H) (None for one hidden layer) and
+    biases ``b_enc`` (M, H), ``b_dec`` (M, C), ``b_hid`` (L-1, H) (None without biases). Runs
+    (:func:`init_routes`, :func:`train_routes`) add a leading run axis to every array."""
+
+    enc: jax.Array
+    dec: jax.Array
+    hid: jax.Array | None = None
+    b_enc: jax.Array | None = None
+    b_dec: jax.Array | None = None
+    b_hid: jax.Array | None = None
+
+    @property
+    def affine(self) -> bool:
+        return self.b_enc is not None
 
 
 @dataclass(frozen=True)
@@ -81,9 +100,9 @@ def route_graph(task: RouteTask, hidden: int, layers: int = 1) -> Graph:
     return routing(task.modules, task.N0, hidden, task.classes, hidden_layers=layers)
 
 
-def from_graph_params(graph: Graph, params) -> RouteParams:
-    """Core parameters of a :func:`gdln.routing` graph (one sharing level) -> the stacked layout.
-    Leading axes (runs) are kept: the domain axis goes right after them."""
+def from_graph_params(graph: Graph, params: Params | Ensemble) -> RouteParams:
+    """Core parameters of a :func:`gdln.routing` graph (one sharing level) -> the stacked layout; an
+    ensemble's seeds become the leading run axis, before the domain axis."""
     M = len(graph.inputs)
     L = sum(1 for e in graph.edges if e.name.startswith("hid")) + 1
     enc, dec, hid = [f"enc{i}" for i in range(M)], [f"dec{j}" for j in range(M)], [f"hid{k}" for k in range(1, L)]
@@ -91,26 +110,23 @@ def from_graph_params(graph: Graph, params) -> RouteParams:
     def stack(d, names, rank):  # rank: 2 for weights, 1 for biases
         return jnp.stack([d[n] for n in names], axis=d[names[0]].ndim - rank)
 
-    W = params["W"]
-    out = {"enc": stack(W, enc, 2), "dec": stack(W, dec, 2)}
-    if hid:
-        out["hid"] = stack(W, hid, 2)
-    if "b" in params:
-        b = params["b"]
-        out |= {"b_enc": stack(b, enc, 1), "b_dec": stack(b, dec, 1)} | ({"b_hid": stack(b, hid, 1)} if hid else {})
-    return out
+    W, b = params.weights, params.biases
+    out = dict(enc=stack(W, enc, 2), dec=stack(W, dec, 2), hid=stack(W, hid, 2) if hid else None)
+    if b:
+        out |= dict(b_enc=stack(b, enc, 1), b_dec=stack(b, dec, 1), b_hid=stack(b, hid, 1) if hid else None)
+    return RouteParams(**out)
 
 
-def to_graph_params(params: RouteParams) -> dict:
-    """The stacked layout -> core parameters ``{"W": {edge: ...}, "b": {edge: ...}}`` (one network)."""
-    M = params["enc"].shape[0]
-    W = {f"enc{i}": params["enc"][i] for i in range(M)} | {f"dec{j}": params["dec"][j] for j in range(M)}
-    W |= {f"hid{k + 1}": w for k, w in enumerate(params.get("hid", []))}
-    out = {"W": W}
-    if "b_enc" in params:
-        b = {f"enc{i}": params["b_enc"][i] for i in range(M)} | {f"dec{j}": params["b_dec"][j] for j in range(M)}
-        out["b"] = b | {f"hid{k + 1}": v for k, v in enumerate(params.get("b_hid", []))}
-    return out
+def to_graph_params(params: RouteParams) -> Params:
+    """The stacked layout of one network (no run axis) -> core :class:`~gdln.core.model.Params`."""
+    M = params.enc.shape[0]
+
+    def edges(enc, dec, hid):
+        named = {f"enc{i}": enc[i] for i in range(M)} | {f"dec{j}": dec[j] for j in range(M)}
+        return named | {f"hid{k + 1}": w for k, w in enumerate([] if hid is None else hid)}
+
+    return Params(edges(params.enc, params.dec, params.hid),
+                  edges(params.b_enc, params.b_dec, params.b_hid) if params.affine else {})
 
 
 def init_routes(task: RouteTask, hidden: int, seeds, gains=(1.0,), *, layers: int = 1, biases: bool = True,
@@ -133,14 +149,14 @@ def _bias(b: jax.Array, bias_input, ndim: int) -> jax.Array:
 def hidden_activity(params: RouteParams, x: jax.Array, opts: RouteOptions, bias_input=None) -> jax.Array:
     """h_L for inputs ``x`` (M, ..., N0) presented to input domain i = leading index: (M, ..., H)."""
     phi = activation(opts.nonlinearity, opts.slope)
-    h = jnp.einsum("i...d,ihd->i...h", x, params["enc"])
-    if "b_enc" in params:
-        h = h + _bias(params["b_enc"], bias_input, h.ndim)
+    h = jnp.einsum("i...d,ihd->i...h", x, params.enc)
+    if params.affine:
+        h = h + _bias(params.b_enc, bias_input, h.ndim)
     h = phi(h)
-    for k in range(params["hid"].shape[0] if "hid" in params else 0):
-        h = h @ params["hid"][k].T
-        if "b_hid" in params:
-            h = h + (params["b_hid"][k] if bias_input is None else bias_input[..., None] * params["b_hid"][k])
+    for k in range(0 if params.hid is None else params.hid.shape[0]):
+        h = h @ params.hid[k].T
+        if params.affine:
+            h = h + (params.b_hid[k] if bias_input is None else bias_input[..., None] * params.b_hid[k])
         h = phi(h)
     return h
 
@@ -148,10 +164,10 @@ def hidden_activity(params: RouteParams, x: jax.Array, opts: RouteOptions, bias_
 def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array, bias_input=None) -> jax.Array:
     """Outputs y_ij for decoders ``decoders`` (M, K): (M, K, B, C). ``h`` is (M, B, H) when every route
     of input domain i sees the same inputs, or (M, K, B, H) when each route has its own batch."""
-    W = params["dec"][decoders]  # (M, K, C, H): small, gathered once per step
+    W = params.dec[decoders]  # (M, K, C, H): small, gathered once per step
     y = jnp.einsum("ibh,ikch->ikbc" if h.ndim == 3 else "ikbh,ikch->ikbc", h, W)
-    if "b_dec" in params:
-        b = params["b_dec"][decoders][:, :, None, :]
+    if params.affine:
+        b = params.b_dec[decoders][:, :, None, :]
         y = y + (b if bias_input is None else b * (bias_input[:, None, :, None] if h.ndim == 3
                                                     else bias_input[..., None]))
     return y
@@ -331,17 +347,17 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     with the largest stable step at the first one's lowest-loss point.
     """
     routes = trained_routes(mask, task.label_maps)
-    if params["enc"].ndim != 4:
-        raise ShapeError("params need a leading run axis (see init_routes)")
-    runs = params["enc"].shape[0]
+    if params.enc.ndim != 4:
+        raise ShapeError(f"params need a leading run axis (see init_routes): encoders {params.enc.shape}")
+    runs = params.enc.shape[0]
     M, N, d = task.X.shape
-    if params["enc"].shape[1:] != (M, params["enc"].shape[2], d) or params["dec"].shape[1:3] != (M, task.classes):
-        raise ShapeError(f"params (encoders {params['enc'].shape[1:]}, decoders {params['dec'].shape[1:]}) do not fit "
+    if params.enc.shape[1:] != (M, params.enc.shape[2], d) or params.dec.shape[1:3] != (M, task.classes):
+        raise ShapeError(f"params (encoders {params.enc.shape[1:]}, decoders {params.dec.shape[1:]}) do not fit "
                          f"the task ({M} domains, N0={d}, {task.classes} classes)")
     opts.steps_per_epoch(N)  # a minibatch larger than the data fails here, before any work
-    dtype = params["enc"].dtype
+    dtype = params.enc.dtype
     method = opts.resolve_method()
-    batch = moment_batch(task, "b_enc" in params, dtype) if method == "moment" else data_batch(task, dtype)
+    batch = moment_batch(task, params.affine, dtype) if method == "moment" else data_batch(task, dtype)
     n_eval = N if opts.eval_examples is None else min(N, opts.eval_examples)
     maps = np.asarray(task.label_maps)
     evals = {"train": (np.asarray(task.X[:, :n_eval], dtype), np.asarray(task.labels[:n_eval]), maps),

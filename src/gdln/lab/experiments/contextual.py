@@ -52,7 +52,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
         ode = red.solve(red.init(s.b0), result.time)
         discrete = red.simulate(red.init(s.b0), opts)
         maps = analysis.context_maps(graph, result.weights, stats)[..., 0, :]
-        theory_maps = analysis.context_maps(graph, red.params(ode.b)["W"], stats)[..., 0, :]
+        theory_maps = analysis.context_maps(graph, red.weights(ode.b), stats)[..., 0, :]
         optimum, best = closed_form.linear_optimum(stats, shared=not gated)
         target, target_loss = TARGETS[name]
         panels[name] = xr.Dataset(

@@ -95,7 +95,7 @@ def _race(s: Settings, X, Y, mask, kappa, progress):
     runs = [report.with_simulation({e: w[k] for e, w in result.weights.items()}, result.time)
             for k in range(s.seeds + 1)]
     theory = red.solve(red.init(s.race_scale), result.time)
-    ode = report.with_simulation({e: np.asarray(w) for e, w in red.params(theory.b)["W"].items()}, theory.time)
+    ode = report.with_simulation({e: np.asarray(w) for e, w in red.weights(theory.b).items()}, theory.time)
     return result, report, runs, ode
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 import xarray as xr
 
@@ -96,7 +95,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
 
     outputs = analysis.route_outputs(graph, result.params, X)
     errors = analysis.route_errors(outputs, Y)
-    first = jax.tree.map(lambda a: a[0], result.params)
+    first = result.params[0]
     gram = analysis.similarity(graph, first, analysis.domain_probe(graph, X), "h1")
 
     n = len(X)

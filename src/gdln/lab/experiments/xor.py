@@ -80,8 +80,8 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                    "epoch": f"tau * time, tau = {s.tau:g} epochs", "lr": lr, "gdln_a0": a0,
                    "s": sp, "d": dp, "rate": rate}),
         "units": xr.Dataset(
-            {"W1": (("seed", "unit", "input"), np.asarray(relu.params["W"]["W1"])),
-             "W2": (("seed", "unit"), np.asarray(relu.params["W"]["W2"])[:, 0]),
+            {"W1": (("seed", "unit", "input"), np.asarray(relu.params.weights["W1"])),
+             "W2": (("seed", "unit"), np.asarray(relu.params.weights["W2"])[:, 0]),
              "contribution": (("seed", "example", "unit"), contributions[..., 0]),
              "type": (("seed", "unit"), types),
              "x": (("example", "input"), data.inputs["x"]), "y": ("example", data.targets["y"][:, 0])},
