@@ -62,7 +62,7 @@ def _chain_data(**override):
         (dict(inputs={"x": np.array([[1, 2], [3, np.nan], [0, 0], [0, 0]])}), errors.NonFiniteDataError,
          "inputs for node 'x' contain NaN or infinity \\(first at example 1\\)"),
         (dict(targets={"y": np.full((4, 1), np.inf)}), errors.NonFiniteDataError, "node 'y'"),
-        (dict(node_gates={"h1": np.ones(3)}), errors.GateError, r"gate on node 'h1' has shape \(3,\)"),
+        (dict(node_gates={"h1": np.ones(3)}), errors.ShapeError, r"gate on node 'h1' has 3 examples \(shape \(3,\)\)"),
         (dict(node_gates={"h1": np.ones((4, 2))}), errors.GateError, "node 'h1'"),
         (dict(node_gates={"x": np.ones(4)}), errors.GateError, "input node 'x'"),
         (dict(edge_gates={"W9": np.ones(4)}), errors.GateError, "unknown edge 'W9'"),
@@ -73,8 +73,8 @@ def _chain_data(**override):
     ],
 )
 def test_bad_datasets_name_the_culprit(override, exc, match):
-    g, data = _chain_data(**override)
-    with pytest.raises(exc, match=match):
+    with pytest.raises(exc, match=match):  # at construction, or by check(graph) if it needs the graph
+        g, data = _chain_data(**override)
         data.check(g)
 
 

@@ -25,12 +25,25 @@ def routing_run(tmp_path_factory):
 
 def test_run_folder_holds_figures_data_config_and_summary(routing_run):
     folder, output, run = routing_run
-    for name in ("fig4.png", "fig4.pdf", "summary.json", "config.yaml", "provenance.json"):
+    for name in ("fig4.png", "fig4.pdf", "summary.json", "config.yaml", "provenance.json", "report.html"):
         assert (folder / name).stat().st_size > 0
     assert set(run["panels"]) == {"loss", "singular_values", "similarity", "outputs"}
     assert run["config"]["quick"] is True and run["config"]["settings"]["seeds"] == 3
-    assert run["summary"] == json.loads((folder / "summary.json").read_text())
+    assert {**run["summary"], "checks": run["checks"]} == json.loads((folder / "summary.json").read_text())
     assert "hidden_over_in_ratio.sqrt_M" in output and "2.646" in output
+
+
+def test_summary_json_holds_the_checks_of_the_papers_claims(routing_run):
+    folder, output, _ = routing_run
+    checks = json.loads((folder / "summary.json").read_text())["checks"]
+    assert len(checks) >= 8 and all(c["passed"] for c in checks)
+    assert {"name", "value", "reference", "tolerance", "passed", "description"} == set(checks[0])
+    names = {c["name"]: c for c in checks}
+    assert names["hidden_over_in_ratio.theory"]["reference"] == pytest.approx(np.sqrt(7))
+    assert names["hidden_over_in_ratio.theory"]["tolerance"] == "rel 0.01"
+    assert names["route_error.untrained"]["tolerance"] == "< 0.01"
+    for c in checks:  # one PASS line each, after the summary table
+        assert f"PASS  {c['name']}: measured" in output
 
 
 def test_routing_theory_and_simulations_share_the_published_epoch_axis(routing_run):

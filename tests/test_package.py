@@ -54,7 +54,8 @@ _HELP_LIGHT = ("jax", "numpy", "pandas", "xarray", "matplotlib", "pydantic", "ya
 
 
 # a command's help may load what typer inspects its options with (pydantic), never JAX
-@pytest.mark.parametrize(("args", "absent"), [(["--help"], _HELP_LIGHT), (["train", "--help"], ("jax",))])
+@pytest.mark.parametrize(("args", "absent"), [(["--help"], _HELP_LIGHT), (["--version"], _HELP_LIGHT),
+                                             (["train", "--help"], ("jax",))])
 def test_help_answers_without_jax(args, absent):
     out = _python(
         "import runpy, sys\n"

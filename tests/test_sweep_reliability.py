@@ -221,7 +221,7 @@ def test_ctrl_c_exits_130_and_resumes(tmp_path, session_cleanup):
 
 # --------------------------------------------------------------------------------- invalid sweeps
 @pytest.mark.parametrize("grid, expected", [
-    ({"train.lr": [0.1, -1]}, ["nothing was run", "point train.lr=-1: train: ", "lr must be a positive"]),
+    ({"train.lr": [0.1, -1]}, ["nothing was run", "point train.lr=-1: train.lr: lr must be a positive"]),
     ({"train.lr": [0.1], "train.lrr": [0.2]},
      ["nothing was run", "point train.lr=0.1, train.lrr=0.2: train.lrr: unknown key"]),
     (None, ["cannot read", "sweep.yaml"]),

@@ -254,7 +254,7 @@ def test_leaky_relu_training_matches_manual_forward():
     X, Y = gdln.teacher_task(1, 3, 2, 20)
     g = gdln.chain([3, 5, 2])
     params = gdln.init_params(jax.random.key(1), g, "gaussian", 1.0)
-    opts = gdln.TrainOptions(steps=0, lr=0.1, nonlinearity="leaky_relu", slope=0.1)
+    opts = gdln.TrainOptions(steps=1, lr=0.1, nonlinearity="leaky_relu", slope=0.1)  # record 0: the initial loss
     r = gdln.train(g, gdln.single_io(g, X, Y), params, opts)
     h = X @ params.weights["W1"].T
     out = np.where(h > 0, h, 0.1 * h) @ params.weights["W2"].T

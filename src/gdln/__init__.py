@@ -18,22 +18,23 @@ _API = {
     # architectures, datasets, gates, statistics, the network map
     **dict.fromkeys(("Edge", "Graph", "Path", "chain", "pathways", "routing"), "gdln.core.graph"),
     "Dataset": "gdln.core.data",
-    **dict.fromkeys(("GateTable", "band", "consecutive", "explicit", "halfspace", "random_k_of_m", "route_table"),
-                    "gdln.core.gates"),
+    **dict.fromkeys(("GateTable", "band", "consecutive", "explicit", "gate_table", "halfspace", "random_k_of_m",
+                     "route_table"), "gdln.core.gates"),
     **dict.fromkeys(("ContextStats", "context_stats", "effective_examples", "path_gate", "sigma_x", "sigma_yx"),
                     "gdln.core.stats"),
     **dict.fromkeys(("Ensemble", "Params", "activation_pattern", "forward", "init_params", "init_seeds", "stack_params"),
                     "gdln.core.model"),
-    **dict.fromkeys(("contextual_task", "hierarchical_task", "paper_loss_factor", "routing_task", "single_io",
-                     "teacher_task", "xor_task"), "gdln.core.tasks"),
+    **dict.fromkeys(("contextual_task", "hierarchical_task", "network_teacher", "paper_loss_factor", "routing_task",
+                     "single_io", "teacher_task", "xor_task"), "gdln.core.tasks"),
     **dict.fromkeys(("Schedule", "time_to_epochs"), "gdln.core.schedule"),
     **dict.fromkeys(("group_levels", "largest_eigenvalue"), "gdln.core.linalg"),
     "Preprocessor": "gdln.core.transform",
     # datasets: route tasks on real images, binary digit tasks, local MNIST / CIFAR-10 readers
     **dict.fromkeys(("RouteTask", "route_task"), "gdln.datasets.routes"),
     **dict.fromkeys(("BinaryTask", "binary_digits", "load_cifar10", "load_mnist"), "gdln.datasets.images"),
+    "read_examples": "gdln.datasets.files",
     # training
-    **dict.fromkeys(("TrainOptions", "TrainResult", "train", "train_batch"), "gdln.training.engine"),
+    **dict.fromkeys(("TrainOptions", "TrainResult", "progress_bar", "train", "train_batch"), "gdln.training.engine"),
     **dict.fromkeys(("RouteOptions", "RouteParams", "RouteResult", "init_routes", "train_routes"), "gdln.training.routes"),
     # theory
     **dict.fromkeys(("ReducedTrajectory", "Reduction", "chain_values", "reduce"), "gdln.theory.reduction"),

@@ -52,11 +52,20 @@ class GateError(DataError):
 
 
 class NonFiniteDataError(DataError):
-    """NaN or infinity in inputs, targets or gates."""
+    """NaN or infinity in inputs, targets, gates or initial parameters."""
 
 
 class UnsupportedError(GdlnError, ValueError):
     """A combination of options the chosen trainer cannot run (e.g. moment space with ReLU)."""
+
+
+class OptionError(UnsupportedError):
+    """An option (e.g. a field of a training schedule) of the wrong type or out of range; ``field``
+    names it, so a config reports it as ``train.<field>``."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
 
 
 class PrecisionError(GdlnError):

@@ -10,6 +10,7 @@ edges have gate 1. ``context`` optionally labels each example with one of finite
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -17,11 +18,30 @@ import jax
 import numpy as np
 
 from gdln.core.graph import Graph
-from gdln.errors import GateError, NonFiniteDataError, ShapeError, UnknownNodeError
+from gdln.errors import DataError, GateError, NonFiniteDataError, ShapeError, UnknownNodeError
+
+#: How errors name an array of each field of a Dataset.
+_NAMES = {"inputs": "inputs for node {!r}", "targets": "targets for node {!r}", "node_gates": "gate on node {!r}",
+          "edge_gates": "gate on edge {!r}"}
 
 
-def _arrays(d: Mapping[str, object] | None) -> dict[str, np.ndarray]:
-    return {str(k): np.asarray(v, dtype=float) for k, v in (d or {}).items()}
+def _arrays(d: Mapping[str, object] | None, name: str) -> dict[str, np.ndarray]:
+    """Float arrays of real numbers; DataError naming the node or edge (``name``) of one that is not."""
+    out = {}
+    for k, v in (d or {}).items():
+        what = name.format(str(k))
+        try:
+            a = np.asarray(v)
+            if a.dtype.kind not in "biufO":  # complex numbers, strings, dates
+                raise TypeError(f"got {a.dtype} values")
+            out[str(k)] = a.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{what} must be an array of real numbers: {exc}") from None
+    return out
+
+
+def _have(what: str) -> str:
+    return "has" if what.startswith("gate") else "have"
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +51,9 @@ class Dataset:
     ``edge_gates[e]`` (P,), ``context`` (P,) integer labels and their ``context_names`` (metadata).
 
     A pytree whose children are the arrays, so ``jax.tree.map`` and ``jax.device_put`` apply.
-    Construction converts the arrays to float numpy arrays; rebuilding inside JAX transforms
-    does not."""
+    Construction converts the arrays to float numpy arrays and checks what needs no graph (a
+    :class:`~gdln.errors.DataError` naming the node, edge or array); :meth:`check` checks the fit
+    to a graph. Rebuilding inside JAX transforms does neither."""
 
     inputs: dict[str, np.ndarray]
     targets: dict[str, np.ndarray]
@@ -42,14 +63,47 @@ class Dataset:
     context_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "inputs", _arrays(self.inputs))
-        object.__setattr__(self, "targets", _arrays(self.targets))
-        object.__setattr__(self, "node_gates", _arrays(self.node_gates))
-        object.__setattr__(self, "edge_gates", _arrays(self.edge_gates))
+        """Convert and check what needs no graph: real, finite values, one example count P > 0 for
+        every array, integer context labels, gates constant within a context."""
+        for name, what in _NAMES.items():
+            object.__setattr__(self, name, _arrays(getattr(self, name), what))
         if self.context is not None:
             object.__setattr__(self, "context", np.asarray(self.context))
         if self.context_names is not None:
             object.__setattr__(self, "context_names", tuple(map(str, self.context_names)))
+        if not self.inputs:
+            raise ShapeError("dataset has no inputs")
+        arrays = [(what.format(k), a) for name, what in _NAMES.items() for k, a in getattr(self, name).items()]
+        named = arrays + ([("context labels", self.context)] if self.context is not None else [])
+        for what, a in named:
+            if a.ndim == 0:
+                raise ShapeError(f"{what} {_have(what)} shape (): expected one row per example")
+        counts = [len(a) for _, a in named]
+        P = Counter(counts).most_common(1)[0][0]  # the count most arrays agree on (the first array's on a tie)
+        for what, a in named:
+            if len(a) != P:
+                ref = next(w for w, b in named if len(b) == P)
+                raise ShapeError(f"{what} {_have(what)} {len(a)} examples (shape {a.shape}), but {ref} "
+                                 f"{_have(ref)} {P}")
+        if P == 0:
+            raise ShapeError(f"dataset has no examples ({named[0][0]} have shape {named[0][1].shape})")
+        for what, a in arrays:
+            _check_finite(a, what)
+        if self.context is not None:
+            self._check_context(P)
+
+    def _check_context(self, P: int) -> None:
+        """Integer labels, one per example, and gates constant within each context."""
+        if self.context.shape != (P,) or not np.issubdtype(self.context.dtype, np.integer):
+            raise GateError(f"context labels must be integers of shape {(P,)}, got {self.context.dtype} {self.context.shape}")
+        labels, _, _ = self.contexts()
+        for name, g in self.gate_arrays():
+            flat = g.reshape(P, -1)
+            first = np.zeros((labels.max() + 1, flat.shape[1]))
+            first[labels] = flat
+            bad = np.flatnonzero(np.any(first[labels] != flat, axis=1))
+            if bad.size:
+                raise GateError(f"gate on {name} varies within context {labels[bad[0]]} (example {bad[0]})")
 
     @property
     def num_examples(self) -> int:
@@ -57,9 +111,8 @@ class Dataset:
         return len(next(iter(self.inputs.values())))
 
     def check(self, graph: Graph) -> Dataset:
-        """Validate against ``graph``; raise a :class:`~gdln.errors.DataError` naming the culprit."""
-        if not self.inputs:
-            raise ShapeError("dataset has no inputs")
+        """Validate against ``graph`` (what construction could not check without it); raise a
+        :class:`~gdln.errors.DataError` naming the culprit."""
         P = self.num_examples
         for kind, role, arrays, nodes in (
             ("input", "input", self.inputs, graph.inputs),
@@ -73,7 +126,6 @@ class Dataset:
                     raise UnknownNodeError(f"dataset has {kind}s for {v!r}, which is not an {role} node ({list(nodes)})")
                 if a.shape != (P, graph.sizes[v]):
                     raise ShapeError(f"{kind}s for node {v!r} have shape {a.shape}, expected {(P, graph.sizes[v])}")
-                _check_finite(a, f"{kind}s for node {v!r}")
         for v, g in self.node_gates.items():
             if v not in graph.sizes:
                 raise GateError(f"gate on unknown node {v!r}")
@@ -81,24 +133,11 @@ class Dataset:
                 raise GateError(f"gate on input node {v!r}: input nodes are clamped and cannot be gated")
             if g.shape not in ((P,), (P, graph.sizes[v])):
                 raise GateError(f"gate on node {v!r} has shape {g.shape}, expected {(P,)} or {(P, graph.sizes[v])}")
-            _check_finite(g, f"gate on node {v!r}")
         for e, g in self.edge_gates.items():
             if e not in graph.edge_map:
                 raise GateError(f"gate on unknown edge {e!r}")
             if g.shape != (P,):
                 raise GateError(f"gate on edge {e!r} has shape {g.shape}, expected {(P,)}")
-            _check_finite(g, f"gate on edge {e!r}")
-        if self.context is not None:
-            if self.context.shape != (P,) or not np.issubdtype(self.context.dtype, np.integer):
-                raise GateError(f"context labels must be integers of shape {(P,)}, got {self.context.dtype} {self.context.shape}")
-            labels, _, _ = self.contexts()
-            for name, g in self.gate_arrays():
-                flat = g.reshape(P, -1)
-                first = np.zeros((labels.max() + 1, flat.shape[1]))
-                first[labels] = flat
-                bad = np.flatnonzero(np.any(first[labels] != flat, axis=1))
-                if bad.size:
-                    raise GateError(f"gate on {name} varies within context {labels[bad[0]]} (example {bad[0]})")
         return self
 
     def gate_arrays(self) -> list[tuple[str, np.ndarray]]:

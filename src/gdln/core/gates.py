@@ -7,7 +7,7 @@ node and edge; :meth:`GateTable.dataset` expands it over per-example context lab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +84,44 @@ class GateTable:
             context=c,
             context_names=self.names,
         )
+
+
+def gate_table(graph: Graph, contexts: Mapping[str, Mapping[str, float | Sequence[float]]]) -> GateTable:
+    """A gate table from what is on in each context: ``contexts[c][name]`` is the gate of node or edge
+    ``name`` in context c, a scalar (1 = on) or, for a node, one value per unit. A node or edge named
+    in some context is off (0) in the contexts that do not name it; one named in none is ungated.
+
+    E.g. ``{"A": {"h0": 1}, "B": {"h1": 1, "h2": [1, 1, 0, 0]}}``: pathway h0 in context A, h1 and
+    half of h2 in context B.
+    """
+    if not contexts:
+        raise GateError("a gate table needs at least one context")
+    node_gates: dict[str, np.ndarray] = {}
+    edge_gates: dict[str, np.ndarray] = {}
+    names = tuple(str(c) for c in contexts)
+    for c, (context, gates) in enumerate(contexts.items()):
+        for name, value in gates.items():
+            is_node, is_edge = name in graph.sizes, name in graph.edge_map
+            if not (is_node or is_edge):
+                raise GateError(f"context {context!r}: {name!r} is neither a node nor an edge; nodes are "
+                                f"{list(graph.sizes)}, edges {list(graph.edge_map)}")
+            if is_node and is_edge:
+                raise GateError(f"context {context!r}: {name!r} names both a node and an edge; rename one")
+            if is_node and name in graph.inputs:
+                raise GateError(f"context {context!r}: input node {name!r} is clamped and cannot be gated")
+            g = np.asarray(value, dtype=float)
+            width = graph.sizes[name] if is_node else 1
+            if g.ndim > 1 or (g.ndim == 1 and (is_edge or g.shape[0] != width)):
+                raise GateError(f"context {context!r}: the gate of {'node' if is_node else 'edge'} {name!r} must be "
+                                f"a scalar" + (f" or {width} unit values" if is_node else "") + f", got shape {g.shape}")
+            if not np.isfinite(g).all():
+                raise GateError(f"context {context!r}: the gate of {name!r} is not finite")
+            table = node_gates if is_node else edge_gates
+            if name not in table:
+                table[name] = np.zeros((len(names), width))
+            table[name][c] = g
+    squeeze = lambda t: {k: v[:, 0] if np.all(v == v[:, :1]) else v for k, v in t.items()}  # noqa: E731
+    return GateTable(names, squeeze(node_gates), {k: v[:, 0] for k, v in edge_gates.items()})
 
 
 def route_table(graph: Graph, mask: np.ndarray) -> GateTable:

@@ -37,6 +37,15 @@ class Edge:
     target: str
 
 
+def _edge(e: Edge | Sequence[str]) -> Edge:
+    """An :class:`Edge`, or one from a (name, source, target) triple of strings; GraphError naming it otherwise."""
+    if isinstance(e, Edge):
+        return e
+    if isinstance(e, Sequence) and not isinstance(e, str) and len(e) == 3 and all(isinstance(p, str) for p in e):
+        return Edge(*e)
+    raise GraphError(f"edge {e!r} is not a (name, source, target) triple of strings, e.g. ('W1', 'x', 'h')")
+
+
 @dataclass(frozen=True)
 class Graph:
     """A validated architecture DAG.
@@ -58,7 +67,7 @@ class Graph:
         outputs: Sequence[str] | None = None,
     ):
         node_items = tuple(nodes.items()) if isinstance(nodes, Mapping) else tuple(map(tuple, nodes))
-        edge_items = tuple(e if isinstance(e, Edge) else Edge(*e) for e in edges)
+        edge_items = tuple(map(_edge, edges))
         # Integral sizes (numpy ints too) become int; anything else is left for validation to name.
         node_items = tuple(
             (str(n), int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s) for n, s in node_items
@@ -82,7 +91,7 @@ class Graph:
             raise GraphError("architecture graph has no nodes")
         names: set[str] = set()
         for e in self.edges:
-            if not _NAME.match(e.name):
+            if not isinstance(e.name, str) or not _NAME.match(e.name):
                 raise GraphError(f"edge name {e.name!r} is not a valid identifier (letters, digits, _ . -)")
             if e.name in names:
                 raise DuplicateNameError(f"edge {e.name!r} is declared twice")

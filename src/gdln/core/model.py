@@ -23,7 +23,7 @@ import numpy as np
 from jax.nn import initializers
 
 from gdln.core.graph import Graph
-from gdln.errors import ShapeError, UnsupportedError
+from gdln.errors import NonFiniteDataError, ShapeError, UnsupportedError
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
@@ -141,7 +141,8 @@ def path_weight(weights: Mapping, path) -> jax.Array:
 
 def check_params(graph: Graph, params: Params | Ensemble) -> None:
     """Raise ShapeError unless ``params`` (a :class:`Params` or an :class:`Ensemble`) has a weight, and
-    a bias if it has any, of the documented shape for every edge and nothing else."""
+    a bias if it has any, of the documented shape for every edge and nothing else, and
+    NonFiniteDataError if one holds NaN or infinity (host values: call it outside JAX transforms)."""
     if not isinstance(params, (Params, Ensemble)):
         raise ShapeError(f"parameters must be gdln.Params or gdln.Ensemble, got {type(params).__name__}")
     lead = (len(params),) if isinstance(params, Ensemble) else ()
@@ -157,6 +158,8 @@ def check_params(graph: Graph, params: Params | Ensemble) -> None:
                         "; several networks are a gdln.Ensemble" if arrays[e.name].shape[1:] == shape(e.name) else "")
                 raise ShapeError(f"{kind} for edge {e.name!r} has shape {arrays[e.name].shape}, expected "
                                  f"{(*lead, *shape(e.name))}{hint}")
+            if not np.isfinite(arrays[e.name]).all():
+                raise NonFiniteDataError(f"{kind} for edge {e.name!r} contains NaN or infinity")
         extra = set(arrays) - set(graph.edge_map)
         if extra:
             raise ShapeError(f"parameters have {kind}s for unknown edges {sorted(extra)}")

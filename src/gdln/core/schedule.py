@@ -17,11 +17,13 @@ learning rate lr on ``loss_scale * L`` by ``epoch = time (1 - momentum) / (loss_
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.errors import ShapeError, UnsupportedError
+from gdln.errors import OptionError, ShapeError
 
 #: Records when neither ``record_every``, ``records`` nor ``record_steps`` is given.
 DEFAULT_RECORDS = 200
@@ -31,8 +33,8 @@ DEFAULT_RECORDS = 200
 class Schedule:
     """When to step and when to record. Hashable (a static argument of compiled loops).
 
-    ``steps`` optimiser steps of size ``lr`` with heavy-ball ``momentum`` (0 <= momentum < 1) on
-    minibatches of ``batch_size`` examples (None: full batch). Recorded steps, the first given of:
+    ``steps`` (at least 1) optimiser steps of size ``lr`` with heavy-ball ``momentum`` (0 <= momentum
+    < 1) on minibatches of ``batch_size`` examples (None: full batch). Recorded steps, the first given of:
     ``record_steps`` (explicit), every ``record_every`` steps, ``records`` evenly spaced records;
     by default about 200. Step 0 and the last step are always recorded.
     """
@@ -48,21 +50,38 @@ class Schedule:
     __pydantic_config__ = {"extra": "forbid"}
 
     def __post_init__(self):
-        if self.steps < 0:
-            raise UnsupportedError(f"steps must be >= 0, got {self.steps}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise UnsupportedError(f"lr must be a positive finite number, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise UnsupportedError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UnsupportedError(f"batch_size must be >= 1, got {self.batch_size}")
-        for name in ("record_every", "records"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UnsupportedError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_field(self, "steps", "a whole number >= 1", lambda v: v >= 1, whole=True)
+        check_field(self, "lr", "a positive finite number", lambda v: 0 < v < math.inf)
+        check_field(self, "momentum", "a number in [0, 1)", lambda v: 0 <= v < 1)
+        for name in ("batch_size", "record_every", "records"):
+            check_field(self, name, "a whole number >= 1 (or None)", lambda v: v >= 1, whole=True, optional=True)
         if self.record_steps is not None:
-            object.__setattr__(self, "record_steps", tuple(int(s) for s in self.record_steps))
-            if any(not 0 <= s <= self.steps for s in self.record_steps):
-                raise UnsupportedError(f"record_steps must lie in [0, steps={self.steps}]")
+            given = self.record_steps
+            if not isinstance(given, Iterable) or not all(_real(s) and float(s).is_integer() and 0 <= s <= self.steps
+                                                          for s in given):
+                raise OptionError(f"record_steps must be whole numbers in [0, steps={self.steps}], got {given!r}",
+                                  "record_steps")
+            object.__setattr__(self, "record_steps", tuple(int(s) for s in given))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        """Configs (pydantic) check each field's type, then run ``__post_init__``; this reports a value
+        it refuses under the field's name (``train.steps: ...``) rather than the whole block's."""
+        from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError, core_schema
+
+        def named(value, validate):
+            try:
+                return validate(value)
+            except ValidationError as exc:
+                err, *more = exc.errors()
+                cause = err.get("ctx", {}).get("error")
+                if more or not isinstance(cause, OptionError) or cause.field is None:
+                    raise
+                detail = InitErrorDetails(type=PydanticCustomError("value_error", "{message}", {"message": str(cause)}),
+                                          loc=(cause.field,), input=value)
+                raise ValidationError.from_exception_data(exc.title, [detail]) from None
+
+        return core_schema.no_info_wrap_validator_function(named, handler(source))
 
     def recorded(self) -> np.ndarray:
         """The recorded steps, sorted and distinct, from 0 to ``steps``."""
@@ -94,6 +113,23 @@ class Schedule:
         if self.batch_size > examples:
             raise ShapeError(f"batch_size {self.batch_size} exceeds the {examples} training examples")
         return examples // self.batch_size
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_field(obj, name: str, rule: str, ok: Callable[[float], bool], *, whole: bool = False,
+                optional: bool = False) -> None:
+    """Store field ``name`` of the frozen dataclass ``obj`` as an int (``whole``) or a float; raise
+    :class:`~gdln.errors.OptionError` naming it unless it is a real number (a whole one if ``whole``;
+    or None if ``optional``) for which ``ok`` holds. ``rule`` says what is allowed."""
+    value = getattr(obj, name)
+    if optional and value is None:
+        return
+    if not _real(value) or (whole and not float(value).is_integer()) or not ok(value):
+        raise OptionError(f"{name} must be {rule}, got {value!r}", name)
+    object.__setattr__(obj, name, int(value) if whole else float(value))
 
 
 def time_to_epochs(time, lr: float, loss_scale: float = 1.0, momentum: float = 0.0) -> np.ndarray:

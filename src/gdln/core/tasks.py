@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import jax
 import numpy as np
 
 from gdln.core.data import Dataset
 from gdln.core.gates import route_table
 from gdln.core.graph import Graph
+from gdln.core.model import forward, init_params
 from gdln.errors import ShapeError
 
 
@@ -32,6 +36,21 @@ def teacher_task(
     X = rng.standard_normal((examples, in_size))
     W = rng.standard_normal((out_size, in_size)) / np.sqrt(in_size)
     return X, X @ W.T + noise * rng.standard_normal((examples, out_size))
+
+
+def network_teacher(graph: Graph, inputs: Mapping[str, np.ndarray], node_gates: Mapping | None = None,
+                    edge_gates: Mapping | None = None, *, seed: int = 0, scale: float = 1.0,
+                    noise: float = 0.0) -> dict[str, np.ndarray]:
+    """Targets from a teacher with the student's architecture: ``graph`` with Gaussian weights
+    W_ij ~ N(0, scale^2 / fan_in) (:func:`gdln.init_params` "gaussian", key PRNGKey(seed)), gated
+    like the examples, plus ``noise`` x N(0, 1) per output unit (seeded by ``seed``):
+    {output node: (P, |v|)}. Any gated DAG thus has a task its own architecture can learn exactly."""
+    params = init_params(jax.random.key(seed), graph, "gaussian", scale)
+    out = forward(graph, params, {v: np.asarray(x, float) for v, x in inputs.items()},
+                  {k: np.asarray(g, float) for k, g in (node_gates or {}).items()},
+                  {k: np.asarray(g, float) for k, g in (edge_gates or {}).items()})
+    rng = np.random.default_rng([seed, 1])
+    return {v: np.asarray(y) + noise * rng.standard_normal(y.shape) for v, y in out.items()}
 
 
 def single_io(graph: Graph, X: np.ndarray, Y: np.ndarray, **gates) -> Dataset:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from gdln.core.model import init_seeds
 from gdln.errors import UnsupportedError
 from gdln.lab import config as cfgmod
-from gdln.lab.store import provenance, write_folder, write_result
+from gdln.lab.store import check_out, provenance, write_folder, write_result
 from gdln.training.engine import TrainResult, train_batch
 
 # Fields that only change initial values or the step size, not array shapes: runs that differ only
@@ -59,6 +59,8 @@ def run(cfg: cfgmod.RunConfig, out: str | Path | None = None, *, overwrite: bool
     Seeds ``cfg.seed .. cfg.seed + cfg.seeds - 1`` initialise one network each and train together;
     the same config gives the same numbers on the same machine and versions.
     """
+    if out is not None:
+        check_out(out, overwrite)  # an existing or unwritable folder fails before training
     result = run_batch([cfg], progress=progress)[0]
     folder = None
     if out is not None:

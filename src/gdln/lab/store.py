@@ -25,6 +25,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gdln.errors import RunExistsError
+from gdln.errors import ConfigError, RunExistsError
 
 if TYPE_CHECKING:
     from gdln.training.engine import TrainResult
@@ -78,6 +79,32 @@ def provenance(seed: int, seeds: int) -> dict:
     }
 
 
+def check_writable(folder: str | Path, what: str) -> None:
+    """Raise :class:`~gdln.errors.ConfigError` ("cannot write ``what``: why") unless a file can be
+    created in ``folder`` or, where it does not exist yet, in its nearest existing parent. It tries,
+    as permissions alone do not tell (root, read-only file systems)."""
+    where = Path(folder)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ConfigError(f"cannot write {what}: {where} is not a folder")
+    try:
+        tempfile.TemporaryFile(dir=where).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what}: {exc.strerror or exc} in {where}") from None
+
+
+def check_out(folder: str | Path, overwrite: bool = False) -> Path:
+    """The check of every command that writes a run folder, before any work and again when writing:
+    :class:`~gdln.errors.RunExistsError` if ``folder`` exists (unless ``overwrite``), ConfigError if it
+    cannot be written (:func:`check_writable`)."""
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise RunExistsError(f"run folder {folder} exists; choose another --out or overwrite it (--overwrite)")
+    check_writable(folder.parent, f"run folder {folder} (--out)")
+    return folder
+
+
 @contextlib.contextmanager
 def staged_folder(folder: str | Path, overwrite: bool = False):
     """Yield a temporary folder that replaces ``folder`` only once the block succeeds (atomic rename).
@@ -86,9 +113,7 @@ def staged_folder(folder: str | Path, overwrite: bool = False):
     without ``overwrite``, :class:`~gdln.errors.RunExistsError` is raised if ``folder`` exists
     before the block or appears during it (another writer finished first; ours is discarded).
     """
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise RunExistsError(f"run folder {folder} exists; choose another --out or overwrite it")
+    folder = check_out(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -153,18 +178,27 @@ def read_run(folder: str | Path) -> dict:
     import yaml
 
     folder = Path(folder)
-    from gdln.core.model import Ensemble
-
-    with np.load(folder / "params.npz") as z:
-        arrays: dict = {"weights": {}, "biases": {}}
-        for key in z.files:
-            kind, edge = key.split("/", 1)
-            arrays[kind][edge] = z[key]
-    params = Ensemble(**arrays)
     return {
         "config": yaml.safe_load((folder / "config.yaml").read_text()),
         "provenance": json.loads((folder / "provenance.json").read_text()),
         "metrics": pd.read_parquet(folder / "metrics.parquet"),
         "trajectories": xr.load_dataset(folder / "trajectories.nc", engine="h5netcdf"),
-        "params": params,
+        "params": read_params(folder),
     }
+
+
+def read_params(path: str | Path):
+    """The final networks of a run: its folder or its ``params.npz``, as a :class:`~gdln.core.model.Ensemble`."""
+    from gdln.core.model import Ensemble
+
+    path = Path(path)
+    path = path / "params.npz" if path.is_dir() else path
+    try:
+        with np.load(path) as z:
+            arrays: dict = {"weights": {}, "biases": {}}
+            for key in z.files:
+                kind, edge = key.split("/", 1)
+                arrays[kind][edge] = z[key]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot read network parameters from {str(path)!r}: {exc}") from None
+    return Ensemble(**arrays)

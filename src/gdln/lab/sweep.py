@@ -156,9 +156,10 @@ def parse(mapping: dict, folder: str | Path = ".") -> Sweep:
     """Validate a sweep mapping and resolve every point; ``base`` may name a YAML file relative to
     ``folder``. Every point's config is validated here, before any work: :class:`ConfigError`
     names the bad point by its swept values and the field at fault."""
+    base_folder = Path(folder)  # relative paths in a base config are relative to its file
     if isinstance(mapping, dict) and isinstance(mapping.get("base"), str):
         path = Path(folder) / mapping["base"]
-        mapping = {**mapping, "base": cfgmod.read_mapping(path)}
+        mapping, base_folder = {**mapping, "base": cfgmod.read_mapping(path)}, path.parent
     try:
         spec = SweepSpec.model_validate(mapping)
     except pydantic.ValidationError as exc:
@@ -188,7 +189,7 @@ def parse(mapping: dict, folder: str | Path = ".") -> Sweep:
             try:
                 for field, value in values.items():
                     _set(raw, field, value)
-                cfg = cfgmod.parse({**raw, "name": spec.name}) if spec.base else _experiment_config(spec, raw)
+                cfg = cfgmod.parse({**raw, "name": spec.name}, base_folder) if spec.base else _experiment_config(spec, raw)
             except ConfigError as exc:
                 errors.append(f"point {label}: {str(exc).removeprefix('invalid config:').strip()}")
                 continue
@@ -404,10 +405,12 @@ def run_sweep(
     ``retry_failed``. ``on_outcome`` is called with each point outcome as it arrives (the progress
     bar uses the same stream).
     """
-    from tqdm.auto import tqdm
+    from gdln.lab.store import check_writable
+    from gdln.training.engine import progress_bar
 
     sweep = sweep if isinstance(sweep, Sweep) else load(sweep)
     root = Path(root)
+    check_writable(root, f"sweep folder {root} (--out)")
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with _lock(root):
@@ -422,8 +425,8 @@ def run_sweep(
         skipped = len(sweep.points) - len(todo)
         seconds = _previous_seconds(root)
         write_index(root, sweep, state, seconds, errors)
-        bar = tqdm(total=len(todo), desc=sweep.spec.name, unit="point",
-                   disable=None if progress is None else not progress, dynamic_ncols=True)
+        bar = progress_bar(len(todo), progress, unit="point", desc=sweep.spec.name, delay=0.0, leave=True,
+                           dynamic_ncols=True)
         last_index = time.monotonic()
         counts = {"done": 0, "failed": 0}
 

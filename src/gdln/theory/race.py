@@ -13,6 +13,7 @@ with the largest final contribution won.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ import numpy as np
 from gdln.core.data import Dataset
 from gdln.core.graph import Graph
 from gdln.core.model import path_weight
-from gdln.errors import ShapeError
+from gdln.errors import OptionError, ShapeError
 from gdln.theory.closed_form import chain_time, race_rate
 from gdln.theory.reduction import Reduction, paths_through_counts, reduce
 
@@ -101,8 +102,11 @@ def race(
     graph: Graph, data: Dataset | Reduction, *, b0: float = 0.1, fraction: float = 0.5, seed: int = 0
 ) -> RaceReport:
     """The race report of ``graph`` on ``data``: rates, predicted times (for a balanced start of
-    scale ``b0``, time to reach ``fraction`` of the final strength) and predicted winners."""
+    scale ``b0``, time to reach ``fraction`` (0 < fraction < 1) of the final strength) and predicted winners."""
     import pandas as pd
+
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+        raise OptionError(f"fraction must lie strictly between 0 and 1, got {fraction!r}", "fraction")
 
     red = data if isinstance(data, Reduction) else reduce(graph, data, seed=seed)
     counts = paths_through_counts(red)

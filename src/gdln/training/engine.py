@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
@@ -40,7 +42,7 @@ from gdln.core.data import Dataset
 from gdln.core.graph import Graph
 from gdln.core.model import Ensemble, Nonlinearity, Params, as_key, check_params, propagate
 from gdln.core.plan import GatePlan, gate_plan, propagate_plan
-from gdln.core.schedule import Schedule
+from gdln.core.schedule import Schedule, check_field
 from gdln.core.stats import context_stats, effective_examples
 from gdln.errors import DivergenceError, UnsupportedError
 
@@ -84,6 +86,8 @@ class TrainOptions(Schedule):
 
     def __post_init__(self):
         super().__post_init__()
+        check_field(self, "slope", "a finite number", math.isfinite)
+        check_field(self, "divergence_factor", "a number >= 1", lambda v: v >= 1)
         if not isinstance(self.record_singular_values, bool):  # hashable, whatever sequence was given
             object.__setattr__(self, "record_singular_values", tuple(self.record_singular_values))
 
@@ -217,16 +221,13 @@ def run(layout: Layout, schedule: Schedule, state: State, batch, evals, *, examp
     bound, naming the runs (``label(run)``) and, for the first, the largest stable learning rate at
     its lowest-loss point: 2 (1 + momentum) / lambda_max of the full-batch loss Hessian there.
     """
-    from tqdm.auto import tqdm
-
     per_epoch = schedule.steps_per_epoch(examples)
     run_chunk = _program(layout, schedule.momentum, schedule.batch_size, per_epoch, divergence_factor)
     counts = np.diff(schedule.recorded(), prepend=0).astype(np.int32)  # the first entry, 0 steps, records step 0
     chunk = max(1, math.ceil(len(counts) / 20))  # ~20 calls, so that a progress bar in steps can move
     padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, np.int32)]).reshape(-1, chunk)
     state0, records = state, []
-    with tqdm(total=int(counts.sum()), delay=2.0, disable=None if progress is None else not progress, unit="step",
-              leave=False) as bar:
+    with progress_bar(int(counts.sum()), progress, unit="step", desc="train") as bar:
         for c in padded:
             state, rec = run_chunk(state, c, batch, evals)
             records.append(jax.device_get(rec))
@@ -236,6 +237,59 @@ def run(layout: Layout, schedule: Schedule, state: State, batch, evals, *, examp
     if (np.asarray(state.diverged) >= 0).any():
         raise _divergence_error(layout, schedule, run_chunk, state0, state, chunk, batch, evals, label)
     return state, jax.tree.map(lambda *a: np.concatenate(a, axis=1)[:, : len(counts)], *records)
+
+
+#: Seconds between the plain progress lines written where stderr is not a terminal.
+PROGRESS_EVERY = 5.0
+
+
+def progress_bar(total: int, progress: bool | None, *, unit: str, desc: str, **options):
+    """The progress display of every long loop (training, sweeps), over ``total`` ``unit``: with
+    ``progress`` None, a tqdm bar after 2 s on a terminal or in a notebook and, where stderr is
+    neither (logs, pipes, batch jobs), a plain line there every :data:`PROGRESS_EVERY` seconds
+    (``train: step 2000/5000 (40%), 12 s``); always a bar with True, nothing with False.
+    ``options`` go to tqdm."""
+    from tqdm.auto import tqdm
+
+    if progress is None and not sys.stderr.isatty() and "ipykernel" not in sys.modules:
+        return _ProgressLines(total, unit, desc)
+    return tqdm(total=total, unit=unit, desc=desc, disable=None if progress is None else not progress,
+                **{"delay": 2.0, "leave": False, **options})
+
+
+class _ProgressLines:
+    """The part of tqdm's interface :func:`progress_bar` users call, as plain lines on stderr."""
+
+    def __init__(self, total: int, unit: str, desc: str):
+        self.total, self.unit, self.desc, self.n, self.shown, self.postfix = total, unit, desc, 0, -1, ""
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= PROGRESS_EVERY:
+            self._line()
+
+    def set_postfix(self, refresh: bool = True, **values) -> None:
+        self.set_postfix_str(", ".join(f"{k} {v}" for k, v in values.items()))
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        self.postfix = f" ({text})" if text else ""
+
+    def _line(self) -> None:
+        self.last, self.shown = time.monotonic(), self.n
+        share = f" ({self.n / self.total:.0%})" if self.total else ""
+        print(f"{self.desc}: {self.unit} {self.n}/{self.total}{share}, {self.last - self.start:.0f} s{self.postfix}",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if 0 <= self.shown < self.n:  # the last line of a loop long enough to have shown one
+            self._line()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _divergence_error(layout, schedule, run_chunk, state0, state, chunk, batch, evals, label) -> DivergenceError:
@@ -413,7 +467,9 @@ class GraphLayout(Layout):
         )
 
     def record(self, params, batch, evals):
-        closs = context_loss(self.graph, self.options, params, batch)
+        # A moment-space loss is a sum of row losses and a constant offset: at convergence rounding
+        # leaves it a few ulps below zero (-1e-16), a value no loss can have; records show 0 then.
+        closs = jnp.maximum(context_loss(self.graph, self.options, params, batch), 0.0)
         rec = {"loss": batch.probability @ closs, "context_loss": closs}
         edges = self.options.record_singular_values
         if edges:
@@ -508,8 +564,8 @@ def train(
     have a leading seed axis (length 1 for one network). ``key`` seeds the
     minibatch order (seed s uses ``fold_in(key, s)``). ``evaluate`` maps names to extra datasets
     whose losses are recorded too (e.g. untrained routes). ``dtype`` casts data and parameters
-    (default: the parameters' dtype). A progress bar appears on runs longer than 2 s
-    (``progress=False`` hides it).
+    (default: the parameters' dtype). Progress shows on runs longer than 2 s: a bar, or plain
+    lines where stderr is not a terminal (:func:`progress_bar`; ``progress=False`` hides it).
 
     Raises :class:`~gdln.errors.DivergenceError` if the loss of any seed becomes non-finite or
     exceeds its bound, with the largest stable learning rate where it can be computed.

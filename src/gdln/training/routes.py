@@ -24,6 +24,7 @@ gradient. Output domain j's targets are those of the base task with columns perm
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -34,7 +35,7 @@ import numpy as np
 from gdln.core.gates import explicit
 from gdln.core.graph import Graph, routing
 from gdln.core.model import Ensemble, InitScheme, Nonlinearity, Params, activation, init_seeds, stack_params
-from gdln.core.schedule import Schedule
+from gdln.core.schedule import Schedule, check_field
 from gdln.core.stats import ContextStats, effective_examples
 from gdln.datasets.routes import RouteTask
 from gdln.errors import GateError, ShapeError, UnsupportedError
@@ -84,8 +85,8 @@ class RouteOptions(Schedule):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.steps < 1:
-            raise UnsupportedError(f"steps must be >= 1, got {self.steps}")
+        check_field(self, "slope", "a finite number", math.isfinite)
+        check_field(self, "eval_examples", "a whole number >= 1 (or None)", lambda v: v >= 1, whole=True, optional=True)
         if self.loss not in ("cross_entropy", "mse"):
             raise UnsupportedError(f"unknown loss {self.loss!r}; use cross_entropy or mse")
         activation(self.nonlinearity, self.slope)  # validates the name

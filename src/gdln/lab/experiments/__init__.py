@@ -1,7 +1,8 @@
 """Paper figures, one thin module per figure, each run by ``gdln reproduce NAME``.
 
 ``get(name)`` returns the :class:`Experiment`; ``reproduce(name, out)`` runs it and writes its
-run folder (figures, ``data/*.nc``, ``config.yaml``, ``provenance.json``, ``summary.json``).
+run folder (figures, ``data/*.nc``, ``config.yaml``, ``provenance.json``, ``summary.json`` with the
+checks of the paper's claims, :class:`Check`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from gdln.errors import ConfigError
-from gdln.lab.experiments._base import Experiment, Outcome, flatten, jsonable, load, write
+from gdln.lab.experiments._base import Check, Experiment, Outcome, flatten, jsonable, load, verdict, write
 
 #: Experiment names in the order of the papers' figures, Paper A (GDLN), Paper B (GGDLN), then
 #: Paper A's naturalistic route tasks
@@ -42,4 +43,5 @@ def reproduce(name: str, out: str | Path | None = None, *, quick: bool = False, 
     return outcome, folder
 
 
-__all__ = ["Experiment", "NAMES", "Outcome", "flatten", "get", "jsonable", "load", "reproduce", "write"]
+__all__ = ["Check", "Experiment", "NAMES", "Outcome", "flatten", "get", "jsonable", "load", "reproduce", "verdict",
+           "write"]

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from gdln import BinaryTask, binary_digits, ggdln
+from gdln import BinaryTask, binary_digits, ggdln, progress_bar
+from gdln.lab.experiments._base import Check
 
 ESTIMATES = ("theory", "gp", "langevin")
 PARTS = ("bias", "variance", "error")
@@ -107,12 +108,9 @@ def gated(N0: int, depth: int, width: int, gates: int, seed: int = 0) -> ggdln.G
 
 
 def points_bar(total: int, progress: bool | None):
-    """A progress bar over an experiment's ``total`` networks, as :func:`gdln.train`'s: shown on a
-    terminal after 2 s when ``progress`` is None, always with True, never with False."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="point", delay=2.0, leave=False,
-                disable=None if progress is None else not progress)
+    """The progress of an experiment over its ``total`` networks (:func:`gdln.progress_bar`: a bar on
+    a terminal, plain lines in logs)."""
+    return progress_bar(total, progress, unit="network", desc="sampling")
 
 
 def sweep(points, task, s: Digits, progress: bool | None = None) -> np.ndarray:
@@ -165,6 +163,23 @@ def comparison(rows: dict[str, dict]) -> dict:
     """The summary entries of every experiment: the sampled points (:func:`agreement`) and the
     largest relative differences of the theory and of the GP limit to Langevin."""
     return {"langevin_points": rows, "theory_vs_langevin_worst": worst(rows), "gp_vs_langevin_worst": worst(rows, "gp")}
+
+
+def langevin_checks(rows: dict[str, dict], tolerance: dict[str, float], gp_miss: float | None = None) -> list[Check]:
+    """The checks every experiment shares: at each sampled point (:func:`agreement` rows) the theory's
+    bias, variance and error against the sampled network's, within relative ``tolerance[part]``;
+    with ``gp_miss``, the GP limit misses the variance by more than ``gp_miss`` (relative, largest
+    over the points) and by more than 3 times the theory's miss."""
+    checks = [Check(f"theory_vs_langevin.{point}.{part}", row["theory"][part], row["langevin"][part],
+                    f"the theory predicts the sampled finite network's {part} ({point})", rtol=tolerance[part])
+              for point, row in rows.items() for part in PARTS]
+    if gp_miss is not None:
+        gp, theory = worst(rows, "gp")["variance"], worst(rows)["variance"]
+        checks += [Check("gp_vs_langevin.variance_miss", gp, gp_miss,
+                         "the GP limit misses the finite network's variance (largest relative miss)", op=">"),
+                   Check("gp_over_theory.variance_miss", gp / theory, 3.0,
+                         "the GP limit misses the variance by more than 3 times the theory's miss", op=">")]
+    return checks
 
 
 def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, bool]], gp: bool = True) -> None:

@@ -6,13 +6,14 @@ leaky-ReLU hidden units; test accuracy and loss on trained and on untrained (zer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 import gdln
-from gdln.lab.experiments._base import Outcome
+from gdln.lab.experiments._base import Check, Outcome
 
 METRICS = ("test_accuracy_trained", "test_accuracy_untrained", "train_accuracy_trained", "train_accuracy_untrained",
            "test_loss_trained", "test_loss_untrained")
@@ -51,6 +52,8 @@ class Routes:
     seeds: int = 2
     seed: int = 0
     threshold: float = 0.95            # zero-shot "reaches" training accuracy at this ratio
+    #: Test accuracy above which trained routes count as learned (a check; not a setting of the run).
+    learned: ClassVar[float] = 0.75
 
 
 def _mask(s: Routes, k: int) -> np.ndarray:
@@ -136,6 +139,7 @@ def compute(s: Routes, progress: bool | None = None) -> Outcome:
     for ds in panels.values():
         ds.attrs.update(task=task.description, chance=1.0 / task.classes)
     summary = {**common, "trainer": r.method, "fractions": fractions, "final_epoch": float(r.epoch[-1])}
+    checks, chance, lazy = [], 1.0 / task.classes, max(s.gains)
     for nl in s.nonlinearities:
         f = panels["fraction"].sel(nonlinearity=nl).isel(step=-1).mean("seed")
         g = panels["gain"].sel(nonlinearity=nl).isel(step=-1).mean("seed")
@@ -147,7 +151,25 @@ def compute(s: Routes, progress: bool | None = None) -> Outcome:
             "vs_gain": {"gains": list(s.gains), "trained": g.test_accuracy_trained.values,
                         "untrained": g.test_accuracy_untrained.values},
         }
-    return Outcome(panels, summary)
+        by_gain = summary[nl]["vs_gain"]
+        ratio = dict(zip(s.gains, by_gain["untrained"] / by_gain["trained"]))  # zero-shot / trained accuracy
+        checks += [
+            Check(f"{nl}.trained_accuracy_min", trained.min(), s.learned, "trained routes are learned at every K",
+                  op=">"),
+            Check(f"{nl}.zero_shot_reaches_trained_at", summary[nl]["zero_shot_reaches_trained_at"], 0.5,
+                  f"zero-shot accuracy reaches {s.threshold:g} x the trained routes' from K/M <= 1/2", op="<="),
+            Check(f"{nl}.zero_shot_ratio.gain={s.gain:g}", ratio[s.gain], 0.97,
+                  "small initial gain transfers: untrained routes match the trained ones", op=">"),
+        ]
+        if s.ks[0] == 1:
+            checks.append(Check(f"{nl}.untrained_accuracy_K1", untrained[0], 2 * chance,
+                                f"with K = 1 the untrained routes stay near chance ({chance:g})", op="<"))
+        if lazy > s.gain:  # the gain grid reaches the lazy regime
+            checks += [Check(f"{nl}.zero_shot_ratio.gain={lazy:g}", ratio[lazy], 0.6,
+                             "large initial gain (lazy regime) does not transfer", op="<"),
+                       Check(f"{nl}.trained_accuracy.gain={lazy:g}", by_gain["trained"][list(s.gains).index(lazy)],
+                             0.8 * s.learned, "large initial gain still learns the trained routes", op=">")]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Routes, folder, name: str) -> list:

@@ -17,7 +17,7 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.theory import closed_form
 
 #: The paper's stated end points: (weights per context, loss).
@@ -86,7 +86,29 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
             "epoch_half_loss": {"theory": cross[0], "decoupled": cross[1]},
             "reduction_residual": red.residual,
         }
-    return Outcome(panels, summary)
+    plain, gated = summary["plain"], summary["gated"]
+    checks = [
+        Check("plain.W_vs_optimum", plain["abs_error_vs_optimum"]["decoupled"], 1e-6,
+              "the plain network ends at the least-squares fit", op="<"),
+        Check("plain.W_vs_target", plain["abs_error_vs_target"]["decoupled"], 0.01,
+              "the plain network's map is W = [1/2, 1/2] (up to sampling error)", op="<"),
+        Check("plain.final_loss", plain["final_loss"]["decoupled"], plain["predicted_loss"]["finite_sample_optimum"],
+              "the plain network's loss is the least-squares loss", rtol=1e-8),
+        Check("plain.optimum_loss", plain["predicted_loss"]["finite_sample_optimum"], 1 / 12,
+              "the best linear fit's loss is 1/12", rtol=0.01),
+        Check("gated.W_vs_target", gated["abs_error_vs_target"]["random_max"], 0.01,
+              "the gated network solves the task from random starts: W(0) = [1, 0], W(1) = [0, 1]", op="<"),
+        Check("gated.final_loss", gated["final_loss"]["decoupled"], 1e-10, "the gated network's loss goes to 0",
+              op="<"),
+        *(Check(f"{name}.ode_loss_gap", summary[name]["max_loss_gap"]["ode_vs_decoupled"], 2e-3,
+                f"the reduction's ODE follows the {name} network's loss", op="<") for name in ("plain", "gated")),
+        *(Check(f"{name}.epoch_half_loss", summary[name]["epoch_half_loss"]["decoupled"],
+                summary[name]["epoch_half_loss"]["theory"], f"the {name} network halves its loss when the theory does",
+                rtol=0.01) for name in ("plain", "gated")),
+        Check("gated_over_plain_half_loss_epoch", gated["epoch_half_loss"]["theory"] / plain["epoch_half_loss"]["theory"],
+              1.0, "the gated pathways learn more slowly (each sees half the data)", op=">"),
+    ]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, sweep,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
 )
 
 
@@ -61,7 +61,18 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                "gp": {p: gp.sel(part=p).values for p in PARTS},
                "gp_best_depth": s.depths[int(np.argmin(gp.sel(part="error").values))],
                **comparison(rows)}
-    return Outcome({"depth": ds}, summary)
+    ratios = np.array([v["variance_over_gp"] for v in per_alpha.values()])  # (alpha, depth)
+    checks = [
+        *langevin_checks(rows, {"bias": 0.03, "variance": 0.06, "error": 0.03}, gp_miss=0.2),
+        Check("variance_over_gp.min", ratios.min(), 1.0, "the finite-width variance exceeds the GP's", op=">"),
+        Check("variance_over_gp.rise_with_depth", smallest(np.diff(ratios, axis=-1)), 0.0,
+              "the finite-width correction grows with depth at every alpha (smallest step)", op=">"),
+        Check("dln_error_range", max(v["dln_error_range"] for v in per_alpha.values()), 0.005,
+              "the deep linear network's error hardly depends on depth", op="<"),
+        Check("ggdln_error_range", min(np.ptp(v["ggdln"]["error"]) for v in per_alpha.values()), 0.03,
+              "the gated network's error depends on depth", op=">"),
+    ]
+    return Outcome({"depth": ds}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -26,9 +26,9 @@ import numpy as np
 
 from gdln import ggdln
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, largest
 from gdln.lab.experiments._ggdln import (
-    PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer, points_bar,
+    PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer, points_bar,
 )
 
 
@@ -105,16 +105,41 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     summary = {
         "task": task.description, "P": s.P, "N": s.width, "T": s.T, "sigma2": s.sigma2, "gates": list(s.gates),
         "error": {name: {p: ds.error.sel(estimate=name, part=p).values for p in PARTS} for name in ("theory", "gp")},
-        "V": V, "relu": {"gp": relu_gp, "langevin": relu_lv, "langevin_ess": relu["ess"]},
+        # None where the ReLU network was not sampled (relu_langevin = False)
+        "V": V, "relu": {"gp": relu_gp, "langevin": relu_lv if s.relu_langevin else None,
+                         "langevin_ess": relu["ess"] if s.relu_langevin else None},
         "gp_infinite_gates": infinite,
         "gap_to_relu_closed": {"gp": closed("gp", relu_gp["error"]),
-                               "theory_vs_relu_langevin": closed("theory", relu_lv["error"])},
+                               "theory_vs_relu_langevin": closed("theory", relu_lv["error"]) if s.relu_langevin else None},
         "kernel_distance": {"to_relu": ds.kernel_distance.sel(reference="relu").values,
                             "to_infinite_gates": ds.kernel_distance.sel(reference="infinite_gates").values,
                             "floor_infinite_gates_to_relu": floor},
         **comparison(rows),
     }
-    return Outcome({"gates": ds}, summary)
+    to_limit, to_relu = (ds.kernel_distance.sel(reference=r).values for r in ("infinite_gates", "relu"))
+    gp_error = err.sel(estimate="gp").values
+    checks = [
+        *langevin_checks(rows, {"bias": 0.05, "variance": 0.1, "error": 0.05}),
+        Check("gp_vs_langevin.variance", max((r["gp_vs_langevin"]["variance"] for r in rows.values()), default=None),
+              -0.05, "the GP limit's variance is more than 5% below the finite network's at every sampled M", op="<"),
+        Check("kernel_distance.to_infinite_gates.falls", largest(np.diff(to_limit)), 0.0,
+              "more gates: the GP kernel approaches the infinite-gate kernel K0 (pi - theta) / (2 pi)", op="<"),
+        Check("kernel_distance.to_infinite_gates.exponent",
+              np.log(to_limit[1] / to_limit[-1]) / np.log(s.gates[-1] / s.gates[1]) if len(s.gates) > 2 else None, 0.5,
+              "the distance to the infinite-gate kernel falls like M^-1/2 (exponent from the second to the largest M)",
+              atol=0.2),
+        Check("kernel_distance.to_relu.floor", to_relu[-1], floor,
+              "the distance to the ReLU arc-cosine kernel levels off at the infinite-gate kernel's", rtol=0.03),
+        Check("kernel_distance.floor", floor, 0.5, "the infinite-gate kernel is not the ReLU kernel (no sin theta term)",
+              op=">"),
+        Check("relu_gp_below_ggdln_gp", np.min(gp_error - relu_gp["error"]), 0.0,
+              "the ReLU network's GP error is below the GGDLN's at every M", op=">"),
+        Check("gap_to_relu_closed.gp", summary["gap_to_relu_closed"]["gp"], 2 / 3,
+              "more gates close between a third and all of the M = 1 gap to the ReLU GP error", atol=1 / 3),
+        Check("gp_at_largest_M", gp_error[-1], infinite["error"],
+              "the GP error at the largest M is near the infinite-gate limit", atol=0.03),
+    ]
+    return Outcome({"gates": ds}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

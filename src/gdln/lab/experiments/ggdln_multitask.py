@@ -30,9 +30,10 @@ import xarray as xr
 
 from gdln import BinaryTask, ggdln
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, nested, one_layer, points_bar,
+    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer,
+    points_bar,
 )
 
 SCHEMES = ("disjoint", "random", "shared")
@@ -159,7 +160,22 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                     "gp": ov.error.sel(estimate="gp", part="error").values},
         **comparison(rows),
     }
-    return Outcome({"multitask": ds, "overlap": ov}, summary)
+    first = err.sel(estimate=["theory", "gp"]).isel(tasks=0).values  # (scheme, estimate)
+    checks = [
+        *langevin_checks(rows, {"bias": 0.1, "variance": 0.1, "error": 0.05}),
+        Check("first_n.scheme_spread", np.max(np.abs(first - first[0])), 0.0,
+              f"with {s.tasks[0]} task(s) every gate scheme is the same network", atol=1e-9),
+        Check("error_growth.gp.disjoint", growth["gp"]["disjoint"], 0.05,
+              "disjoint task gates keep the GP error almost constant as tasks are added", op="<"),
+        Check("error_growth.gp.shared", growth["gp"]["shared"], 2 * growth["gp"]["disjoint"],
+              "shared gates (no task id) degrade the GP error by more than twice as much", op=">"),
+        Check("error_growth.theory.shared", growth["theory"]["shared"], growth["theory"]["disjoint"],
+              "at finite width too, shared gates degrade more than disjoint ones", op=">"),
+        *(Check(f"overlap.{e}.shared_minus_disjoint", summary["overlap"][e][-1] - summary["overlap"][e][0], 0.05,
+                f"sharing every gate is worse than disjoint subsets by more than 0.05 ({e})", op=">")
+          for e in ("theory", "gp")),
+    ]
+    return Outcome({"multitask": ds, "overlap": ov}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

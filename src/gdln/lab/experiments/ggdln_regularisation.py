@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, sweep,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
 )
 
 
@@ -47,7 +47,7 @@ def _shape(values) -> dict:
 def compute(s: Settings, progress: bool | None = None) -> Outcome:
     task = s.task()
     nets = [gated(task.N0, s.depth, s.width, M, s.seed) for M in (s.gates, 0)]
-    panels = {}
+    panels, sampled_rows = {}, {}
     summary = {"task": task.description, "P": s.P, "N0": task.N0, "N": s.width, "depth": s.depth, "gates": s.gates}
     for name, grid, sampled, fixed in (("sigma2", s.sigma2s, s.langevin_sigma2s, {"T": s.T}),
                                        ("T", s.temperatures, s.langevin_temperatures, {"sigma2": s.sigma2})):
@@ -59,6 +59,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                      gates=s.gates, units="mean squared error on +-1 labels", **fixed)
         panels[name] = ds
         rows = agreement(ds.error.sel(net="ggdln"), (name,))
+        sampled_rows.update(rows)
         shapes = {}
         for net in ("ggdln", "dln"):
             theory = ds.error.sel(net=net, estimate="theory")
@@ -68,7 +69,25 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
             shapes[net]["curve"] = {p: theory.sel(part=p).values for p in PARTS}
         summary[f"vs_{name}"] = {**fixed, "grid": list(grid), **shapes, **comparison(rows),
                                  "gp": {p: ds.error.sel(net="ggdln", estimate="gp", part=p).values for p in PARTS}}
-    return Outcome(panels, summary)
+    by_T, by_sigma2 = summary["vs_T"], summary["vs_sigma2"]
+    error_T = by_T["ggdln"]["curve"]["error"]
+    variance = by_sigma2["ggdln"]["curve"]["variance"]
+    checks = [
+        *langevin_checks(sampled_rows, dict.fromkeys(PARTS, 0.03), gp_miss=0.2),
+        Check("ggdln.error_vs_T.interior_minimum", min(error_T[0], error_T[-1]) - error_T.min(), 0.05,
+              "the gated network's error is non-monotonic in T: its minimum lies below both ends of the grid",
+              op=">"),
+        Check("dln.error_vs_T.rise", smallest(np.diff(by_T["dln"]["curve"]["error"])), 0.0,
+              "the deep linear network's error increases monotonically with T", op=">"),
+        Check("ggdln.variance_vs_sigma2.rise", smallest(np.diff(variance)), 0.0,
+              "the gated network's variance grows steadily with sigma^2", op=">"),
+        Check("ggdln.variance_vs_sigma2.growth", variance[-1] / variance[0], 5.0,
+              "the gated network's variance grows more than 5x over the sigma^2 grid", op=">"),
+        Check("dln.variance_vs_sigma2.max", np.max(by_sigma2["dln"]["curve"]["variance"]),
+              1.5 * by_sigma2["T"] * task.N0 / s.P,
+              "the deep linear network's variance saturates, below about T N0 / P (P > N0)", op="<"),
+    ]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

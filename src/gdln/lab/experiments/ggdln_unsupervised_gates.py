@@ -20,9 +20,9 @@ import numpy as np
 
 from gdln import ggdln
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, one_layer, points_bar,
+    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, one_layer, points_bar,
 )
 
 FAMILIES = ("random", "pca", "kmeans")
@@ -84,7 +84,21 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                              for e in ("theory", "gp")} for f in FAMILIES},
                "V": {f: V[i] for i, f in enumerate(FAMILIES)}, "best": best,
                **comparison(rows)}
-    return Outcome({"unsupervised_gates": ds}, summary)
+    lowest = {name: best[name]["lowest_error"] for name in best}
+    checks = [
+        *langevin_checks(rows, {"bias": 0.05, "variance": 0.1, "error": 0.05}),
+        *(Check(f"{name}.kmeans_over_next_best", low["kmeans"] / min(low["random"], low["pca"]), 1.0,
+                f"k-means gates give the lowest error ({name}, best M of each family)", op="<")
+          for name, low in lowest.items()),
+        *(Check(f"{name}.kmeans_over_random", low["kmeans"] / low["random"], 0.85,
+                f"k-means gates are at least 15% below the best random half-spaces ({name})", op="<")
+          for name, low in lowest.items()),
+        *(Check(f"{name}.pca_over_random", low["pca"] / low["random"], 1.0,
+                f"the best PCA half-spaces beat the best random ones ({name})", op="<") for name, low in lowest.items()),
+        Check("kmeans_open_fraction", np.max(np.abs(open_fraction[FAMILIES.index("kmeans")] - 1 / np.array(s.gates))),
+              0.0, "every input opens exactly one k-means cell: G(x, x) = 1 / M", atol=1e-12),
+    ]
+    return Outcome({"unsupervised_gates": ds}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, largest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, sweep,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
 )
 
 
@@ -58,7 +58,23 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
         }
     summary = {"task": task.description, "P": s.P, "T": s.T, "sigma2": s.sigma2, "gates": s.gates,
                "widths": list(s.widths), "per_depth": per_depth, **comparison(rows)}
-    return Outcome({"width": ds}, summary)
+    e = ds.error.sel(net="ggdln")
+    theory, gp = e.sel(estimate="theory"), e.sel(estimate="gp")
+    gap = np.abs(theory - gp).sel(part="error").values  # (depth, N)
+    checks = [
+        *langevin_checks(rows, dict.fromkeys(PARTS, 0.03), gp_miss=0.15),
+        Check("variance_falls_with_width", largest(np.diff(theory.sel(part="variance").values, axis=-1)), 0.0,
+              "the theory's variance falls with width N at every depth (largest step)", op="<"),
+        Check("approaches_gp_limit", np.max(gap[:, -1] / gap[:, 0]), 1.0,
+              "the theory approaches the GP limit as N grows (gap at the widest over the narrowest)", op="<"),
+        Check("variance_over_gp_narrowest", min(v["variance_over_gp_narrowest"] for v in per_depth.values()), 1.2,
+              "at the narrowest width the variance exceeds the GP's by more than 20%", op=">"),
+        Check("bias_range_ggdln", per_depth[str(s.depths[0])]["bias_range_ggdln"], 0.02,
+              f"the gated network's bias moves with width (L = {s.depths[0]}: kernel shape renormalisation)", op=">"),
+        Check("bias_range_dln", max(v["bias_range_dln"] for v in per_depth.values()), 0.01,
+              "the deep linear network's bias hardly moves with width (its kernel only rescales)", op="<"),
+    ]
+    return Outcome({"width": ds}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -20,7 +20,7 @@ import xarray as xr
 import gdln
 from gdln.core import analysis
 from gdln.errors import ConfigError
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments.routing import Fig4
 
 
@@ -126,7 +126,9 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     split = lambda e: {"trained": analysis.mean_sem(e[:, mask].mean(1)),  # noqa: E731
                        "untrained": analysis.mean_sem(e[:, ~mask].mean(1))}
     fractions = np.array([0.5, 0.1, 0.01])
-    cross = lambda curve: analysis.first_below(epoch, curve.mean(0), fractions * curve.mean(0)[0])  # noqa: E731
+    # None where the seed-mean loss never falls to that fraction (the NTK at small sigma0)
+    cross = lambda curve: [None if np.isnan(e) else e  # noqa: E731
+                           for e in analysis.first_below(epoch, curve.mean(0), fractions * curve.mean(0)[0])]
     # Largest gap between the network's and the NTK's seed-mean loss curves, over the initial loss.
     gap = np.abs(loss.mean(1) - ntk_loss.mean(1)).max(1) / loss.mean(1)[:, 0]
     per_scale = {
@@ -135,7 +137,8 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
             "network": split(errors[k]), "ntk": split(ntk_errors[k]),
             "final_loss": {"network": analysis.mean_sem(loss[k, :, -1]), "ntk": analysis.mean_sem(ntk_loss[k, :, -1])},
             "ntk_loss_gap": gap[k],
-            "epochs_to_loss_fraction": {"fractions": fractions, "network": cross(loss[k]), "ntk": cross(ntk_loss[k])},
+            "epochs_to_loss_fraction": {"fractions": fractions, "network": cross(loss[k]), "ntk": cross(ntk_loss[k]),
+                                        "missing": "None: the seed-mean loss never fell to that fraction"},
             "cross_domain_alignment": analysis.mean_sem(analysis.alignment(rows[k]["gram"], M)),
         }
         for k, sig in enumerate(s.init_scales)
@@ -160,7 +163,42 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
             "final_loss_network": loss[0, :, -1].mean(), "final_loss_ntk": ntk_loss[0, :, -1].mean(),
             "initial_loss": loss[0, :, 0].mean(), "ntk_loss_gap": gap[0]},
     }
-    return Outcome(panels, summary)
+    small, large = summary["smallest_sigma0"], summary["largest_sigma0"]
+    scale = lambda k: per_scale[f"{sigmas[k]:g}"]  # noqa: E731
+    rise = lambda key, k: scale(k)["epochs_to_loss_fraction"][key][0]  # noqa: E731  epochs to half the loss
+    untrained_by_scale = [v["network"]["untrained"]["mean"] for v in per_scale.values()]
+    cross_large = scale(-1)["epochs_to_loss_fraction"]
+    checks = [
+        Check("trained_error_max", max(v["network"]["trained"]["mean"] for v in per_scale.values()), 1e-3,
+              "trained routes are learned at every sigma0", op="<"),
+        Check("untrained_error.smallest_sigma0", small["untrained_error_network"], 1e-2,
+              "untrained routes are learned zero-shot from small init", op="<"),
+        Check("untrained_error.largest_sigma0", large["untrained_error_network"], 0.5 * zero,
+              "no zero-shot transfer from large init (above half the error of a zero output)", op=">"),
+        Check("untrained_error.rise", smallest(np.diff(untrained_by_scale)), 0.0,
+              "the untrained error grows with sigma0", op=">"),
+        Check("alignment.smallest_sigma0", scale(0)["cross_domain_alignment"]["mean"], 0.9,
+              "the hidden code is shared across domains at small sigma0", op=">"),
+        Check("alignment.largest_sigma0", scale(-1)["cross_domain_alignment"]["mean"], 0.35,
+              "random per-domain codes at large sigma0", op="<"),
+        Check("plateau_ratio", rise("network", 0) / rise("network", -1), 30.0,
+              "stage-like at small sigma0 (a long plateau), exponential at large: epochs to half the loss", op=">"),
+        Check("sharpness_ratio", scale(-1)["sharpness_at_init"] / scale(0)["sharpness_at_init"],
+              (sigmas[-1] / sigmas[0]) ** 4, "the linearised loss's sharpness at init grows as sigma0^4", rtol=0.1),
+        Check("ntk.loss_gap.largest_sigma0", large["ntk_loss_gap"], 0.1,
+              "lazy regime: the linearised network's loss curve follows the network's at the largest sigma0", op="<"),
+        Check("ntk.half_loss_epoch.largest_sigma0", cross_large["ntk"][0], cross_large["network"][0],
+              "the linearised network halves the loss when the network does", rtol=0.15),
+        Check("ntk.over_network_untrained", large["ntk_over_network_untrained"], 1.75,
+              "both fail to transfer at large sigma0; the NTK overestimates the untrained error by 1-2.5x", atol=0.75),
+        Check("ntk.loss_gap.smallest_sigma0", small["ntk_loss_gap"], 0.9,
+              "rich regime: the linearised network misses the network's loss curve", op=">"),
+        Check("ntk.final_over_initial_loss.smallest_sigma0", small["final_loss_ntk"] / small["initial_loss"], 0.95,
+              "at small sigma0 the linearised network barely learns", op=">"),
+        Check("kernel_regression_untrained.smallest_sigma0", small["untrained_error_kernel_regression"], zero,
+              "even kernel regression (t -> inf) transfers nothing at small sigma0", op=">"),
+    ]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -18,7 +18,7 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome, largest
 from gdln.theory import closed_form
 
 
@@ -178,7 +178,39 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                                        "shared_decoupled": half_rise(runs[-1]), "shared_theory_ode": half_rise(ode)},
             "final_loss": {"random_max": race_result.loss[:-1, -1].max(), "decoupled": race_result.loss[-1, -1]}},
     }
-    return Outcome({"sharing": sharing, "learning_time": learning, "race": race}, summary)
+    tv, r, ratio = summary["theory_vs_decoupled"], summary["race"], summary["random_over_theory_time"]
+    # the largest ratio of learning times of consecutive sharing levels: theory, decoupled run, every seed
+    slowdown = largest(np.concatenate([np.ravel(t[1:] / t[:-1]) for t in (times["eq16_17"], times["theory"],
+                                                                           times["decoupled"], sim_times)]))
+    t_half = r["t_half_measured_epochs"]
+    checks = [
+        Check("discrete_reduction_gap", tv["discrete_max_loss_gap"], 1e-9,
+              "the discrete reduction is the decoupled run, step for step", op="<"),
+        Check("ode_time_shift", tv["ode_max_time_shift"], 0.05,
+              "the ODE reaches half the top mode within 5% of the decoupled run's epoch (first order in lr)", op="<"),
+        Check("eq16_17_vs_ode_time_shift", tv["eq16_17_vs_ode_max_time_shift"], 1e-3,
+              "eqs 16-17 give the ODE's learning time", op="<"),
+        Check("learning_time_ratio", slowdown, 1.0, "more sharing learns faster: theory, decoupled run and every "
+              "random seed (largest ratio of times at consecutive sharing levels)", op="<"),
+        Check("eq16_17_speedup_first_levels", largest(times["eq16_17"][:1] / times["eq16_17"][1:2]), 2.0,
+              "the first step up in sharing more than halves the learning time (eqs 16-17)", op=">"),
+        Check("random_over_theory_time.min", np.min(ratio), 0.4,
+              "random init learns earlier than the decoupled start, by less than 2.5x", op=">"),
+        Check("random_over_theory_time.max", np.max(ratio), 1.0, "random init learns earlier than the decoupled start",
+              op="<"),
+        Check("race.rate_ratio", r["rate_shared"] / r["rate_dedicated"], 2.0,
+              "the shared pathway's race rate is more than twice the dedicated one's", op=">"),
+        Check("race.shared_share_min", r["shared_share_min"], 0.99,
+              "the shared pathway carries the output on every route, in every seed", op=">"),
+        Check("race.decoupled_shared_share", r["decoupled_shared_share"], 0.999,
+              "the shared pathway carries the output from the decoupled start", op=">"),
+        Check("race.winner_agreement", r["winner_agreement"], 1.0, "predicted and measured winners agree on every pathway"),
+        Check("race.t_half_ode", t_half["shared_theory_ode"], t_half["shared_decoupled"],
+              "the ODE's shared pathways make half their rise when the decoupled run's do", rtol=0.03),
+        Check("race.t_half_predicted", r["t_half_predicted_epochs"]["shared"], t_half["shared_decoupled"],
+              "the race report's balanced-start prediction of the shared pathways' rise", rtol=0.05),
+    ]
+    return Outcome({"sharing": sharing, "learning_time": learning, "race": race}, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

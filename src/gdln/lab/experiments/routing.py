@@ -16,7 +16,7 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.theory import closed_form
 
 
@@ -156,7 +156,29 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                         "untrained": analysis.mean_sem(errors[:-1][:, ~mask].mean(1)),
                         "decoupled_trained": errors[-1][mask].mean(), "decoupled_untrained": errors[-1][~mask].mean()},
     }
-    return Outcome(panels, summary)
+    stages, ratios, err = summary["epochs_below"], summary["hidden_over_in_ratio"], summary["route_error"]
+    checks = [
+        Check("discrete_reduction_gap", summary["theory_vs_decoupled"]["discrete_max_loss_gap"], 1e-9,
+              "the discrete reduction is the decoupled run, step for step", op="<"),
+        Check("ode_stage_shift", summary["theory_vs_decoupled"]["ode_max_stage_shift"], 0.05,
+              "the ODE crosses every stage's loss level within 5% of the decoupled run's epoch", op="<"),
+        Check("stage_order", np.min(np.diff(stages["simulation_mean"])), 0.0,
+              "learning goes in stages, strongest mode first (epochs below each level increase)", op=">"),
+        Check("random_stage_shift", np.max(np.abs(stages["simulation_mean"] / stages["theory"] - 1)), 0.15,
+              "random-init runs reach every stage near the theory's epoch", op="<"),
+        Check("hidden_over_in_ratio.theory", ratios["theory"], ratios["sqrt_M"],
+              "the hidden layer's top singular value is sqrt(M) times the input layer's (theory)", rtol=0.01),
+        Check("hidden_over_in_ratio.simulation", ratios["simulation_top_mode"], ratios["sqrt_M"],
+              "the same ratio in the random-init runs", rtol=0.03),
+        Check("final_hidden_singular_values", np.max(np.abs(final[1] / sv_theory[-1, 1] - 1)), 0.01,
+              "the hidden layer's final singular values are the theory's", op="<"),
+        Check("route_error.trained", err["trained"]["mean"], 1e-3, "every trained route is learned", op="<"),
+        Check("route_error.untrained", err["untrained"]["mean"], 1e-2,
+              "untrained routes are solved zero-shot from small init", op="<"),
+        Check("route_error.decoupled_untrained", err["decoupled_untrained"], 1e-12,
+              "from the decoupled start, zero-shot is exact", op="<"),
+    ]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:

@@ -18,7 +18,7 @@ import xarray as xr
 
 import gdln
 from gdln.core import analysis
-from gdln.lab.experiments._base import Experiment, Outcome
+from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.theory import closed_form
 
 
@@ -111,7 +111,25 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                        "fraction_min": {k: v.min() for k, v in fractions.items()},
                        "fraction_max": {k: v.max() for k, v in fractions.items()}},
     }
-    return Outcome(panels, summary)
+    g, r = summary["gdln"], summary["relu"]
+    checks = [
+        Check("gdln.discrete_reduction_gap", g["max_loss_gap_discrete_reduction"], 1e-12,
+              "GD on the GDLN is the discrete reduction, step for step", op="<"),
+        Check("gdln.closed_form_gap", g["max_loss_gap_closed_form"], 5e-3,
+              "the GDLN follows the closed form L = 1/2 - sqrt(2) a + a^2 (gap first order in lr)", op="<"),
+        Check("gdln.epoch_half_loss", half[1], half[0], "the GDLN halves its loss when the closed form does",
+              rtol=0.01),
+        Check("gdln.final_loss", g["final_loss"], 1e-4, "the GDLN solves XoR", op="<"),
+        Check("relu.loss_gap_after_fit", r["max_loss_gap_after_fit"], 1e-2,
+              "one fitted a0 (a time shift) puts the logistic on every ReLU run", op="<"),
+        Check("relu.loss_gap_to_gdln", r["max_loss_gap_to_gdln"], 0.05, "the ReLU networks track the GDLN", op="<"),
+        Check("relu.final_loss_max", r["final_loss"]["max"], 1e-4, "every ReLU network solves XoR", op="<"),
+        Check("unit_types.several_or_silent", fractions["several"].mean() + fractions["silent"].mean(), 0.0,
+              "every ReLU unit serves exactly one example"),
+        Check("unit_types.fraction_min", min(fractions[k].min() for k in names), 0.12,
+              "each example gets about a quarter of the units, in every seed", op=">"),
+    ]
+    return Outcome(panels, summary, checks)
 
 
 def plot(outcome: Outcome, s: Settings, folder) -> list:
