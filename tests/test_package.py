@@ -119,6 +119,7 @@ ALLOWED = {
     "training": ("gdln.errors", "gdln.core", "gdln.datasets"),
     "theory": ("gdln.errors", "gdln.core"),
     "ggdln": ("gdln.errors", "gdln.core"),
+    "relu": ("gdln.errors", "gdln.core", "gdln.datasets", "gdln.training", "gdln.theory"),
 }
 
 #: What an experiment module may import besides ``gdln`` (its public names) and gdln.lab: the public

@@ -98,7 +98,7 @@ def test_race_and_sweep_folders_get_pages(folders):
 
 
 def test_a_folder_of_no_known_kind_is_a_config_error(tmp_path):
-    with pytest.raises(errors.ConfigError, match="not a run, experiment, race or sweep folder"):
+    with pytest.raises(errors.ConfigError, match="not a run, experiment, race, explain or sweep folder"):
         report.kind(tmp_path)
     result = runner.invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "not a run, experiment, race or sweep folder" in result.output
+    assert result.exit_code == 2 and "not a run, experiment, race, explain or sweep folder" in result.output

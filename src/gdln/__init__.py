@@ -24,8 +24,9 @@ _API = {
                     "gdln.core.stats"),
     **dict.fromkeys(("Ensemble", "Params", "activation_pattern", "forward", "init_params", "init_seeds", "stack_params"),
                     "gdln.core.model"),
-    **dict.fromkeys(("contextual_task", "hierarchical_task", "network_teacher", "paper_loss_factor", "routing_task",
-                     "single_io", "teacher_task", "xor_task"), "gdln.core.tasks"),
+    **dict.fromkeys(("contextual_multitask", "contextual_task", "hierarchical_task", "multitask_graph",
+                     "network_teacher", "paper_loss_factor", "routing_task", "single_io", "subset_pathways",
+                     "teacher_task", "xor_task"), "gdln.core.tasks"),
     **dict.fromkeys(("Schedule", "time_to_epochs"), "gdln.core.schedule"),
     **dict.fromkeys(("group_levels", "largest_eigenvalue"), "gdln.core.linalg"),
     "Preprocessor": "gdln.core.transform",
@@ -40,6 +41,8 @@ _API = {
     **dict.fromkeys(("ReducedTrajectory", "Reduction", "chain_values", "reduce"), "gdln.theory.reduction"),
     **dict.fromkeys(("RaceReport", "race"), "gdln.theory.race"),
     **dict.fromkeys(("Linearisation", "LinearisedTrajectory", "linearise", "tangent_kernel"), "gdln.theory.kernel"),
+    # explaining ReLU networks
+    **dict.fromkeys(("Explanation", "Pathway", "explain"), "gdln.relu.pathways"),
 }
 #: Subpackages and modules that are API as namespaces.
 _NAMESPACES = ("analysis", "closed_form", "errors", "ggdln")

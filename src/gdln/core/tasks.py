@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
 
 from gdln.core.data import Dataset
-from gdln.core.gates import route_table
-from gdln.core.graph import Graph
+from gdln.core.gates import GateTable, gate_table, route_table
+from gdln.core.graph import Graph, chain
 from gdln.core.model import forward, init_params
-from gdln.errors import ShapeError
+from gdln.errors import ConfigError, ShapeError
 
 
 def hierarchical_task() -> tuple[np.ndarray, np.ndarray]:
@@ -127,3 +128,175 @@ def contextual_task(graph: Graph, examples: int, seed: int = 0, gated: bool = Tr
     gates = {f"h{k}": (c == k).astype(float) for k in range(2)} if gated else {}
     return Dataset({"x": X}, {"y": X[np.arange(examples), c][:, None]}, node_gates=gates, context=c,
                    context_names=("c=0", "c=1")).check(graph)
+
+
+# ------------------------------------------------------- contextual multi-task (Jarvis et al. 2025)
+#: Concentration kappa of the von Mises bumps of the "ring" structure.
+RING_CONCENTRATION = 2.0
+#: The item structures a context of :func:`contextual_multitask` can carry.
+STRUCTURES = ("hierarchy", "ring", "cross")
+
+
+def _check_counts(contexts: int, items: int) -> int:
+    """F = 2 items - 1 features; ConfigError naming ``contexts`` or ``items`` when they are not valid."""
+    if isinstance(contexts, bool) or not isinstance(contexts, numbers.Integral) or contexts < 1:
+        raise ConfigError(f"contexts must be a whole number >= 1, got {contexts!r}")
+    if isinstance(items, bool) or not isinstance(items, numbers.Integral) or items < 4 or items & (items - 1):
+        raise ConfigError(f"items must be a power of two >= 4 (the hierarchy halves the items at each level), "
+                          f"got {items!r}")
+    return 2 * int(items) - 1
+
+
+def _item_structure(name: str, items: int = 8) -> np.ndarray:
+    """The (2 items - 1, items) feature-by-item matrix of one structure (see :func:`contextual_multitask`)."""
+    n = int(items)
+    F = 2 * n - 1
+    if name in ("hierarchy", "cross"):
+        # level l (0 = root) has 2^l rows, each the indicator of a block of n / 2^l consecutive items
+        blocks = [range(b * size, (b + 1) * size) for size in (n >> l for l in range(n.bit_length()))
+                  for b in range(n // size)]
+        if name == "cross":  # the pair level (blocks of 2) pairs items across sub-branches instead
+            first = n // 2 - 1  # rows before the pair level: 1 + 2 + ... + n/4
+            blocks[first:first + n // 2] = [(4 * m + j, 4 * m + j + 2) for m in range(n // 4) for j in (0, 1)]
+        S = np.zeros((F, n))
+        for r, block in enumerate(blocks):
+            S[r, list(block)] = 1.0
+        return S
+    if name == "ring":
+        diff = 2 * np.pi * (np.arange(n)[None, :] / n - np.arange(F)[:, None] / F)
+        S = np.exp(RING_CONCENTRATION * (np.cos(diff) - 1.0))
+        return S / S.max()
+    raise ConfigError(f"structures: unknown structure {name!r}; choose among {list(STRUCTURES)}")
+
+
+def contextual_multitask(contexts: int = 3, structures: Sequence[str] | None = None, items: int = 8) -> Dataset:
+    """The contextual multi-task of Jarvis, Klein, Rosman & Saxe (ICLR 2025, "Make haste slowly").
+
+    **Examples**: all C x n (item i, context c) pairs, context-major (context 0's n items first),
+    C = ``contexts``, n = ``items`` (8; a power of two >= 4). Input node ``x`` (n + C units): the
+    item's one-hot concatenated with the context's one-hot, ``x = [e_i; e_c]``. Output node ``y``
+    (F (C + 1) units, F = 2n - 1 = 15 features): C + 1 blocks of F,
+
+        y[0:F](i, c)             = H[:, i]    (the common block, shared by every context)
+        y[F(c+1):F(c+2)](i, c)   = S_c[:, i]  (context c's own block)
+
+    and every other block 0. All entries are dimensionless feature values in [0, 1].
+
+    **Structures** (F x n, one row per feature). H, the ``"hierarchy"``: rows root (all items),
+    2 branches (items 1-4, 5-8), 4 sub-branches ({1,2}, {3,4}, {5,6}, {7,8}), 8 leaves (I_8),
+    each the indicator of its block of items. ``"cross"``: H with the 4 sub-branch rows replaced by
+    pairs across sub-branches, {1,3}, {2,4}, {5,7}, {6,8}. ``"ring"``: items on a ring at angles
+    theta_i = 2 pi i / n, feature r a von Mises bump centred at phi_r = 2 pi r / F,
+
+        R[r, i] = exp(kappa (cos(theta_i - phi_r) - 1)),  kappa = RING_CONCENTRATION = 2,
+
+    scaled so its largest entry is 1.0 (it already is: R[0, 0] = 1). Each entry depends only on the
+    angle between item and centre, so R is smooth around the ring and its rows are rotations of one
+    bump (row r and row F - r mirror each other: R[r, i] = R[(F - r) mod F, (n - i) mod n]).
+    ``structures`` gives one name per context; default ("hierarchy", "ring", "cross") for C = 3,
+    every context "hierarchy" otherwise (the context-number study, C = 3, 4, 5 with identical
+    hierarchical blocks).
+
+    Context labels c with names ``"c0"``, ``"c1"``, ...; no gates (a ReLU network forms its own:
+    :func:`multitask_graph`; a hand-wired GDLN: :func:`subset_pathways`). Raises
+    :class:`~gdln.errors.ConfigError` naming ``contexts``, ``items`` or ``structures``.
+    """
+    F = _check_counts(contexts, items)
+    C, n = int(contexts), int(items)
+    if structures is None:
+        structures = ("hierarchy", "ring", "cross") if C == 3 else ("hierarchy",) * C
+    elif isinstance(structures, str):
+        structures = (structures,)
+    structures = tuple(structures)
+    if len(structures) != C:
+        raise ConfigError(f"structures: give one structure per context, {C} for contexts={C}, got {len(structures)} "
+                          f"({list(structures)})")
+    for name in structures:
+        if name not in STRUCTURES:
+            raise ConfigError(f"structures: unknown structure {name!r}; choose among {list(STRUCTURES)}")
+    H = _item_structure("hierarchy", n)
+    item, c = np.tile(np.arange(n), C), np.repeat(np.arange(C), n)
+    X = np.concatenate([np.eye(n)[item], np.eye(C)[c]], axis=1)
+    Y = np.zeros((C * n, F * (C + 1)))
+    Y[:, :F] = H[:, item].T
+    for k, name in enumerate(structures):
+        Y[c == k, F * (k + 1):F * (k + 2)] = _item_structure(name, n).T
+    return Dataset({"x": X}, {"y": Y}, context=c, context_names=tuple(f"c{k}" for k in range(C))).check(
+        multitask_graph(C, hidden=1, items=n))
+
+
+def multitask_graph(contexts: int = 3, hidden: int = 700, items: int = 8, layers: int = 1) -> Graph:
+    """The ReLU network of the contextual multi-task (:func:`contextual_multitask`): the chain
+    ``x`` (items + C) -> ``h1`` .. ``h{layers}`` (``hidden`` units each) -> ``y`` (F (C + 1), F = 2 items - 1)
+    with edges ``W1`` .. ``W{layers+1}`` (:func:`gdln.core.graph.chain`). Jarvis et al. use one hidden
+    layer of 700 units, no biases; their depth study adds a second (``layers=2``)."""
+    F = _check_counts(contexts, items)
+    if isinstance(layers, bool) or not isinstance(layers, numbers.Integral) or layers < 1:
+        raise ConfigError(f"layers must be a whole number >= 1, got {layers!r}")
+    return chain([int(items) + int(contexts), *[hidden] * int(layers), F * (int(contexts) + 1)])
+
+
+def _as_subset(s, contexts: int) -> frozenset[int] | None:
+    """A non-empty set of distinct context indices 0 .. contexts-1 from ``s``, or None if it is not one."""
+    given = list(s) if isinstance(s, Iterable) and not isinstance(s, str) else None
+    if not given or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in given):
+        return None
+    subset = frozenset(int(c) for c in given)
+    return subset if len(subset) == len(given) and all(0 <= c < contexts for c in subset) else None
+
+
+def _subset_name(subset: frozenset[int], contexts: int) -> str:
+    return "p_all" if len(subset) == contexts else "p_" + "".join(f"c{c}" for c in sorted(subset))
+
+
+def subset_pathways(contexts: int = 3, subsets: Iterable[Iterable[int]] | None = None,
+                    hidden: int | Mapping | None = None, items: int = 8) -> tuple[Graph, GateTable]:
+    """The hand-wired GDLN of the contextual multi-task: one depth-2 pathway per subset of contexts.
+
+    Pathway S is the hidden node ``p_all`` (S = every context) or ``p_c0c2`` (S = {0, 2}) with edges
+    ``in_<S>`` from ``x`` and ``out_<S>`` to ``y``; its node gate is 1 in the contexts of S and 0
+    elsewhere. Default ``subsets``: the common pathway (all contexts), one per context and one per
+    pair of contexts, without repeats (1 + 3 + 3 = 7 for C = 3). ``subsets`` lists sets of context
+    indices 0 .. C-1. ``hidden``: the width of every pathway (default ``items``, the rank of one
+    context's map, so that the pathways of one context alone can fit it exactly), or a mapping from a
+    subset (a set of indices, or the node name) to its width; subsets it omits get ``items``.
+
+    Returns ``(graph, table)``; ``table.dataset(data.inputs, data.targets, data.context)`` gates the
+    examples of :func:`contextual_multitask` ``(contexts, items=items)``. Raises
+    :class:`~gdln.errors.ConfigError` naming ``subsets`` or ``hidden``.
+    """
+    F = _check_counts(contexts, items)
+    C, n = int(contexts), int(items)
+    if subsets is None:
+        pairs = [frozenset((a, b)) for a in range(C) for b in range(a + 1, C)]
+        chosen = list(dict.fromkeys([frozenset(range(C)), *(frozenset((c,)) for c in range(C)), *pairs]))
+    else:
+        chosen = []
+        for s in subsets:
+            subset = _as_subset(s, C)
+            if subset is None:
+                raise ConfigError(f"subsets: {s!r} is not a non-empty set of distinct context indices 0..{C - 1}")
+            if subset in chosen:
+                raise ConfigError(f"subsets: {sorted(subset)} is given twice")
+            chosen.append(subset)
+        if not chosen:
+            raise ConfigError("subsets: give at least one subset of contexts")
+    names = [_subset_name(s, C) for s in chosen]
+    widths = dict.fromkeys(names, n)
+    if isinstance(hidden, Mapping):
+        for key, width in hidden.items():
+            subset = None if isinstance(key, str) else _as_subset(key, C)
+            name = key if isinstance(key, str) else subset and _subset_name(subset, C)
+            if name not in widths:
+                raise ConfigError(f"hidden: {key!r}" + (f" (pathway {name!r})" if name else "")
+                                  + f" is not one of the pathways {names}")
+            widths[name] = width
+    elif hidden is not None:
+        widths = dict.fromkeys(names, hidden)
+    for name, width in widths.items():
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ConfigError(f"hidden: the width of pathway {name!r} must be a whole number >= 1, got {width!r}")
+    graph = Graph([("x", n + C), *((v, int(w)) for v, w in widths.items()), ("y", F * (C + 1))],
+                  [e for v in names for e in ((f"in_{v[2:]}", "x", v), (f"out_{v[2:]}", v, "y"))])
+    table = gate_table(graph, {f"c{c}": {v: 1.0 for v, s in zip(names, chosen) if c in s} for c in range(C)})
+    return graph, table

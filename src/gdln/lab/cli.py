@@ -171,6 +171,68 @@ def race_cmd(
     console.print(f"folder: {folder}")
 
 
+@app.command("explain")
+def explain_cmd(
+    config: Path = typer.Argument(..., help="YAML run config of a ReLU network (train.nonlinearity: relu)."),
+    out: Path | None = typer.Option(None, "--out", "-o", show_default="runs/<name>-explain", help="Output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    merge: float = typer.Option(0.0, "--merge", min=0.0, max=0.99,
+                                help="Join patterns that differ on at most this fraction of the examples."),
+    stability: float = typer.Option(0.95, "--stability", min=0.01, max=1.0,
+                                    help="Reference: the first record after which this fraction of units keeps its "
+                                         "pattern."),
+    reference: int | None = typer.Option(None, "--reference", min=0, show_default="chosen by --stability",
+                                         help="Reference training step."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Explain a ReLU network (seed `seed` of the config) as a race between the pathways it forms:
+    table, data, figure and report.html."""
+    _setup()
+    import json
+
+    import jax
+    from rich.console import Console
+
+    import gdln
+    from gdln.errors import ConfigError
+    from gdln.lab import config as cfgmod
+    from gdln.lab.plot import explain_figure
+    from gdln.lab.report import write_report
+    from gdln.lab.store import check_out, provenance, write_folder
+
+    cfg = cfgmod.load_yaml(config)
+    if cfg.train.nonlinearity != "relu":
+        raise ConfigError(f"gdln explain reads a ReLU network: {config} has train.nonlinearity "
+                          f"{cfg.train.nonlinearity!r}; set it to relu")
+    folder = check_out(out or Path("runs") / f"{cfg.name}-explain", overwrite)
+    graph = cfg.architecture.build()
+    data, _ = cfg.task.build(graph, cfg.seed)
+    params = gdln.init_params(jax.random.key(cfg.seed), graph, cfg.init.scheme, cfg.init.scale, biases=cfg.init.biases)
+    ex = gdln.explain(graph, data, params, cfg.train, reference=reference, stability=stability, merge=merge,
+                      key=cfg.seed, progress=False if quiet else None)
+    table = ex.table()
+    summary = {"reference_step": int(ex.relu.step[ex.reference]), "changed_after_reference": ex.changed,
+               "pathways": len(ex.pathways), "exactness": ex.exactness, "grouping_error": ex.grouping_error,
+               "reduction_residual": ex.residual, "loss_agreement": ex.loss_agreement()}
+
+    def write(tmp: Path) -> None:
+        table.to_csv(tmp / "explanation.csv", index=False)
+        ex.to_xarray().to_netcdf(tmp / "explanation.nc", engine="h5netcdf")
+        (tmp / "explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        explain_figure(ex, tmp / "explain")
+
+    write_folder(folder, config=cfgmod.dump_yaml(cfg), provenance=provenance(cfg.seed, 1), write=write,
+                 overwrite=overwrite)
+    write_report(folder)
+    console = Console(width=max(Console().width, 150))
+    console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    agree = summary["loss_agreement"]
+    console.print(f"{len(ex.pathways)} pathways at step {summary['reference_step']} ({ex.changed:.1%} of units change "
+                  f"pattern later); unit-wise GDLN = ReLU network to {ex.exactness:.1g}; pathway GDLN loss within "
+                  f"{agree['mean']:.1%} (mean), {agree['max']:.1%} (max) of the ReLU loss through its main drops")
+    console.print(f"folder: {folder}  (report: {folder / 'report.html'})")
+
+
 @app.command("list")
 def list_cmd() -> None:
     """The paper figures that gdln reproduce can run, with the expected run time of each."""

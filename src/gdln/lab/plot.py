@@ -105,3 +105,39 @@ def sweep_figure(table, metric: str, x: str, path: str | Path, *, hue: str | Non
         spread = f"mean ± s.e.m. over {n} seeds" if n > 1 else "one run per point"
         ax.set_title(f"{title}: {spread}" if title else spread)
         return save(fig, path)
+
+
+def explain_figure(explanation, path: str | Path, *, pathways: int = 8) -> list[Path]:
+    """A ReLU network explained by its pathways (:func:`gdln.explain`): (a) the ReLU network's loss
+    against the pathway GDLN's (and the reduced theory's), (b) the ``pathways`` largest pathways'
+    contributions to the output (solid: ReLU network, dashed: pathway GDLN), (c) where each pathway
+    is on: the fraction of each context's (or each example's) inputs."""
+    ex = explanation
+    epoch = ex.relu.epoch
+    table = ex.table()
+    shown = table.sort_values("share_relu", ascending=False).head(pathways).index.to_numpy()
+    with style() as plt:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), width_ratios=[1, 1, 0.8], layout="constrained")
+        ax = axes[0]
+        ax.plot(epoch, ex.relu.loss[0], label="ReLU network")
+        ax.plot(epoch, ex.gdln.loss[0], "--", label="pathway GDLN")
+        if ex.theory is not None:
+            ax.plot(epoch, np.interp(ex.time, ex.theory.time, ex.theory.loss), ":", label="reduced theory")
+        ax.axvline(epoch[ex.reference], color="0.6", lw=0.8)
+        ax.set(xlabel="epoch", ylabel="loss", title="(a) loss; grey: reference")
+        ax.legend()
+        ax = axes[1]
+        for k in shown:
+            (line,) = ax.plot(epoch, ex.contribution_relu[:, k], label=table["pathway"][k])
+            ax.plot(epoch, ex.contribution_gdln[:, k], "--", color=line.get_color())
+        ax.set(xlabel="epoch", ylabel="contribution to the output (RMS)", title="(b) pathways; dashed: GDLN")
+        ax.legend(fontsize="small", ncol=2)
+        ax = axes[2]
+        labels, C, names = ex.source.contexts() if ex.source.context is not None else (
+            np.arange(ex.source.num_examples), ex.source.num_examples, tuple(map(str, range(ex.source.num_examples))))
+        member = np.array([[ex.pathways[k].pattern[labels == c].mean() for c in range(C)] for k in shown])
+        ax.imshow(member, aspect="auto", cmap="Greys", vmin=0, vmax=1)
+        ax.set_yticks(range(len(shown)), [table["pathway"][k] for k in shown])
+        ax.set_xticks(range(C), names, rotation=90 if C > 8 else 0)
+        ax.set(title="(c) on in (fraction of inputs)", xlabel="context" if ex.source.context is not None else "example")
+        return save(fig, path)

@@ -3,11 +3,12 @@
 The page of a folder, ``DIR/report.html``, holds everything needed to judge the run without the
 folder around it: the verdicts (the checks of the paper's claims, for ``gdln reproduce`` folders),
 the figures (PNG, inline as base64 data URIs), the summary table, the config and the provenance.
-It uses no network resources and no JavaScript. Four kinds of folder are known:
+It uses no network resources and no JavaScript. Five kinds of folder are known:
 
 * ``experiment``: ``gdln reproduce`` (``summary.json`` with its ``"checks"``, figures, ``data/*.nc``);
 * ``run``: ``gdln train`` (``metrics.parquet``, ...): the page draws the loss curves itself;
 * ``race``: ``gdln race`` (``pathways.csv``, ``modes.csv``, ``race.png``);
+* ``explain``: ``gdln explain`` (``explanation.csv``, ``explanation.json``, ``explain.png``);
 * ``sweep``: ``gdln sweep`` (``sweep.yaml``, ``index.csv``, figures of ``gdln plot``).
 """
 
@@ -41,17 +42,18 @@ pre { background: #f8f8f8; border: 1px solid #eee; padding: 0.8em; overflow-x: a
 
 
 def kind(folder: str | Path) -> str:
-    """What wrote ``folder``: "experiment", "run", "race" or "sweep"; :class:`ConfigError` otherwise."""
+    """What wrote ``folder``: "experiment", "run", "race", "explain" or "sweep"; :class:`ConfigError` otherwise."""
     folder = Path(folder)
     if (folder / "sweep.yaml").is_file() and (folder / "index.csv").is_file():
         return "sweep"
     if (folder / "config.yaml").is_file():
-        for name, marker in (("experiment", "summary.json"), ("race", "pathways.csv"), ("run", "metrics.parquet")):
+        for name, marker in (("experiment", "summary.json"), ("race", "pathways.csv"),
+                             ("explain", "explanation.csv"), ("run", "metrics.parquet")):
             if (folder / marker).is_file():
                 return name
-    raise ConfigError(f"{folder} is not a run, experiment, race or sweep folder (written by gdln train, reproduce, "
-                      "race or sweep): it holds no config.yaml with summary.json, pathways.csv or metrics.parquet, "
-                      "and no sweep.yaml with index.csv")
+    raise ConfigError(f"{folder} is not a run, experiment, race, explain or sweep folder (written by gdln train, "
+                      "reproduce, race, explain or sweep): it holds no config.yaml with summary.json, pathways.csv, "
+                      "explanation.csv or metrics.parquet, and no sweep.yaml with index.csv")
 
 
 def write_report(folder: str | Path) -> Path:
@@ -65,7 +67,8 @@ def page(folder: str | Path) -> str:
     """The HTML page of ``folder`` (any :func:`kind`)."""
     folder = Path(folder)
     what = kind(folder)
-    title, sections = {"experiment": _experiment, "run": _run, "race": _race, "sweep": _sweep}[what](folder)
+    title, sections = {"experiment": _experiment, "run": _run, "race": _race, "explain": _explain,
+                       "sweep": _sweep}[what](folder)
     config = folder / ("sweep.yaml" if what == "sweep" else "config.yaml")
     sections.append(("Config", f"<p class='meta'>{config.name}</p><pre>{html.escape(config.read_text())}</pre>"))
     prov = folder / "provenance.json"
@@ -152,6 +155,21 @@ def _race(folder: Path) -> tuple[str, list]:
     return f"race {config.get('name', folder.name)}", [
         ("Figures", _figures(folder)), ("Pathways", note + _frame(pathways.head(shown))),
         ("Modes", _frame(pd.read_csv(folder / "modes.csv")))]
+
+
+def _explain(folder: Path) -> tuple[str, list]:
+    """Title and sections of a ``gdln explain`` folder: the figure, the summary and the pathways."""
+    import pandas as pd
+    import yaml
+
+    from gdln.lab.experiments import flatten
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    summary = json.loads((folder / "explanation.json").read_text())
+    return f"ReLU network {config.get('name', folder.name)} explained by its pathways", [
+        ("Figures", _figures(folder)),
+        ("Summary", _table(["summary", "value"], [(None, [k, _cell(v)]) for k, v in flatten(summary)])),
+        ("Pathways", _frame(pd.read_csv(folder / "explanation.csv")))]
 
 
 def _sweep(folder: Path) -> tuple[str, list]:

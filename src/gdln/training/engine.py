@@ -71,7 +71,8 @@ class TrainOptions(Schedule):
 
     ``divergence_factor``: a loss above this multiple of max(initial loss, loss of the zero output)
     counts as divergence. ``record_singular_values`` (True: every edge, or a tuple of edge names) /
-    ``record_weights``: what each record keeps besides the losses. Singular values cost one
+    ``record_weights`` (the weights, and the biases of an affine network): what each record keeps
+    besides the losses. Singular values cost one
     eigendecomposition per edge and record, often more than the steps between records: record
     the edges you need.
     """
@@ -476,6 +477,8 @@ class GraphLayout(Layout):
             rec["sv"] = {e: _singular_values(params.weights[e]) for e in (params.weights if edges is True else edges)}
         if self.options.record_weights:
             rec["weights"] = params.weights
+            if params.biases:
+                rec["biases"] = params.biases
         for name, eb in evals.items():
             ecl = context_loss(self.graph, self.options, params, eb)
             rec[f"eval:{name}"] = (eb.probability @ ecl, ecl)
@@ -497,6 +500,7 @@ class TrainResult(Trajectory):
     singular_values: dict[str, np.ndarray]
     weights: dict[str, np.ndarray] | None
     evaluations: dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]]
+    biases: dict[str, np.ndarray] | None = None
 
     def to_xarray(self):
         """All trajectories as an :class:`xarray.Dataset` (dims seed, step, context, edge, mode)."""
@@ -518,6 +522,8 @@ class TrainResult(Trajectory):
             ds = ds.assign_coords(edge=edges, mode=np.arange(r))
         for e, W in (self.weights or {}).items():
             ds[f"W_{e}"] = (("seed", "step", f"{e}_out", f"{e}_in"), W)
+        for e, b in (self.biases or {}).items():
+            ds[f"b_{e}"] = (("seed", "step", f"{e}_out"), b)
         for name, (loss, closs, names) in self.evaluations.items():
             ds[f"{name}_loss"] = (("seed", "step"), loss)
             ds[f"{name}_context_loss"] = (("seed", "step", f"{name}_context"), closs)
@@ -641,7 +647,7 @@ def train_batch(
             params=Ensemble(p.weights, p.biases) if e else p,
             step=steps, epoch=o.epoch(steps, P), time=o.time(steps),
             graph=graph, options=o, method=method, loss=r["loss"], context_loss=r["context_loss"], context_names=names,
-            singular_values=r.get("sv", {}), weights=r.get("weights"),
+            singular_values=r.get("sv", {}), weights=r.get("weights"), biases=r.get("biases"),
             evaluations={name: (*r[f"eval:{name}"], names_e) for name, (_, names_e) in evals.items()},
         ))
     return results

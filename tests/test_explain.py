@@ -1,0 +1,108 @@
+"""gdln.explain: a trained ReLU network read as the GDLN of its own switches, grouped into pathways."""
+
+import jax
+import numpy as np
+import pytest
+
+import gdln
+from gdln import errors
+from gdln.relu.pathways import _group, _stable_fraction
+
+XOR_X = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+
+
+def _xor(biases=False):
+    g = gdln.chain([2, 16, 1])
+    y = np.where(XOR_X[:, 0] != XOR_X[:, 1], 1.0, -1.0)[:, None]
+    data = gdln.Dataset({"x": XOR_X}, {"y": y}, context=np.arange(4), context_names=[f"x{k}" for k in range(4)])
+    return g, data, gdln.init_params(jax.random.key(0), g, "gaussian", 1e-3, biases=biases)
+
+
+@pytest.fixture(scope="module")
+def xor():
+    g, data, p0 = _xor()
+    opts = gdln.TrainOptions(steps=1500, lr=0.05, nonlinearity="relu", record_every=10)
+    return gdln.explain(g, data, p0, opts, progress=False)
+
+
+def test_xor_units_end_in_single_example_pathways(xor):
+    table = xor.table()
+    assert len(table) == 4 and sorted(table["active"]) == ["x0", "x1", "x2", "x3"]
+    assert (table["examples"] == 1).all() and table["size"].sum() <= 16 and (table["spread"] == 0).all()
+    # the GDLN of the ReLU network's own switches is that network, unit by unit and grouped
+    assert xor.exactness < 1e-12 and xor.grouping_error < 1e-12
+    # four disjoint single-example pathways: the reduction is exact and each carries a quarter
+    assert xor.residual < 1e-10 and xor.theory is not None
+    np.testing.assert_allclose(table["share_relu"], 0.25, atol=1e-6)
+    np.testing.assert_allclose(table["share_gdln"], 0.25, atol=1e-6)
+    # both networks learn XoR; the pathway GDLN's half-rise times are within 15% of the ReLU network's
+    assert xor.relu.loss[0, -1] < 1e-8 and xor.gdln.loss[0, -1] < 1e-8
+    np.testing.assert_allclose(table["t_half_gdln"], table["t_half_relu"], rtol=0.15)
+    ds = xor.to_xarray()
+    assert ds["contribution_relu"].shape == (len(xor.time), 4) and "loss_theory" in ds
+    assert ds.attrs["reference_step"] == xor.relu.step[xor.reference]
+
+
+def test_reference_given_as_a_step_and_stability():
+    g, data, p0 = _xor(biases=True)
+    opts = gdln.TrainOptions(steps=300, lr=0.05, nonlinearity="relu", record_every=20)
+    ex = gdln.explain(g, data, p0, opts, reference=150, progress=False)
+    assert ex.relu.step[ex.reference] == 160 and 0 <= ex.changed <= 1
+    assert ex.exactness < 1e-12  # biases included
+    assert np.all(np.diff(ex.stable) >= 0) and ex.stable[-1] == 1.0
+
+
+def test_stable_fraction_and_grouping():
+    # unit 0 changes its pattern until record 2, unit 1 never: stable from record 0 / 2
+    g = np.zeros((4, 3, 2))
+    g[:, :, 1] = [1, 0, 1]
+    g[:2, :, 0] = [1, 1, 0]
+    g[2:, :, 0] = [0, 1, 0]
+    np.testing.assert_array_equal(_stable_fraction({"h": g}), [0.5, 0.5, 1.0, 1.0])
+    switches = np.array([[1, 1, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]] * 3, dtype=float)
+    exact = _group("h", switches, 0.0)
+    assert [len(p.units) for p in exact] == [2, 1, 1]  # unit 4 is never on: dropped
+    merged = _group("h", switches, 0.25)  # unit 2 differs from units 0, 1 on a quarter of the examples, unit 3 on half
+    assert [p.units.tolist() for p in merged] == [[0, 1, 2], [3]] and merged[0].spread == 0.25
+
+
+def test_bad_input_is_refused():
+    g, data, p0 = _xor()
+    with pytest.raises(errors.UnsupportedError, match="nonlinearity is 'linear'"):
+        gdln.explain(g, data, p0, gdln.TrainOptions(steps=10, lr=0.05))
+    with pytest.raises(errors.ShapeError, match="one network"):
+        gdln.explain(g, data, gdln.init_seeds(range(2), g), gdln.TrainOptions(steps=10, lr=0.05, nonlinearity="relu"))
+    with pytest.raises(errors.UnsupportedError, match="stability"):
+        gdln.explain(g, data, p0, gdln.TrainOptions(steps=10, lr=0.05, nonlinearity="relu"), stability=0)
+
+
+def test_cli_explain_writes_a_folder_and_its_report(tmp_path):
+    """`gdln explain CONFIG` for a ReLU config: table, data, figure and report.html; a linear config is refused."""
+    from typer.testing import CliRunner
+
+    from gdln.lab.cli import app
+
+    (tmp_path / "xor.csv").write_text("x[0],x[1],y,context\n1,1,-1,a\n1,-1,1,b\n-1,1,1,c\n-1,-1,-1,d\n")
+    config = ("name: xor-relu\narchitecture: {kind: chain, sizes: [2, 16, 1]}\n"
+              "task: {kind: custom, data: {kind: file, path: xor.csv}}\ninit: {scheme: gaussian, scale: 0.001}\n"
+              "train: {steps: 1500, lr: 0.05, nonlinearity: %s, record_every: 50}\n")
+    (tmp_path / "relu.yaml").write_text(config % "relu")
+    runner = CliRunner()
+    out = runner.invoke(app, ["explain", str(tmp_path / "relu.yaml"), "--out", str(tmp_path / "ex"), "-q"])
+    assert out.exit_code == 0, out.output
+    assert "4 pathways" in out.output
+    for name in ("explanation.csv", "explanation.nc", "explanation.json", "explain.png", "report.html"):
+        assert (tmp_path / "ex" / name).is_file(), name
+    import pandas as pd
+
+    assert sorted(pd.read_csv(tmp_path / "ex" / "explanation.csv")["active"]) == ["a", "b", "c", "d"]
+    (tmp_path / "linear.yaml").write_text(config % "linear")
+    out = runner.invoke(app, ["explain", str(tmp_path / "linear.yaml"), "--out", str(tmp_path / "ex2")])
+    assert out.exit_code == 2 and "train.nonlinearity 'linear'; set it to relu" in out.output
+
+
+def test_too_many_pathways_is_refused_with_advice():
+    g, data, p0 = _xor()
+    opts = gdln.TrainOptions(steps=100, lr=0.05, nonlinearity="relu", record_every=50)
+    with pytest.raises(errors.UnsupportedError, match="more than max_pathways=2.*merge"):
+        gdln.explain(g, data, p0, opts, max_pathways=2, progress=False)
