@@ -227,7 +227,7 @@ def test_version_option_and_completion():
     assert "--version" in help_ and "--install-completion" in help_ and "--show-completion" in help_
 
 
-COMMANDS = ["version", "train", "race", "list", "reproduce", "sweep", "collect", "plot"]
+COMMANDS = ["version", "train", "race", "explain", "list", "reproduce", "sweep", "collect", "plot", "report"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])

@@ -185,7 +185,7 @@ def explain_cmd(
                                          help="Reference training step."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Explain a ReLU network (seed `seed` of the config) as a race between the pathways it forms:
+    """Explain a ReLU network (the seed given by the config) as a race between the pathways it forms:
     table, data, figure and report.html."""
     _setup()
     import json
