@@ -183,6 +183,8 @@ def explain_cmd(
                                          "pattern."),
     reference: int | None = typer.Option(None, "--reference", min=0, show_default="chosen by --stability",
                                          help="Reference training step."),
+    by: str = typer.Option("examples", "--by", help="Group units by their pattern over the examples, or over the "
+                                                    "contexts (on in a context: on for most of its examples)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Explain a ReLU network (the seed given by the config) as a race between the pathways it forms:
@@ -208,7 +210,7 @@ def explain_cmd(
     graph = cfg.architecture.build()
     data, _ = cfg.task.build(graph, cfg.seed)
     params = gdln.init_params(jax.random.key(cfg.seed), graph, cfg.init.scheme, cfg.init.scale, biases=cfg.init.biases)
-    ex = gdln.explain(graph, data, params, cfg.train, reference=reference, stability=stability, merge=merge,
+    ex = gdln.explain(graph, data, params, cfg.train, reference=reference, stability=stability, merge=merge, by=by,
                       key=cfg.seed, progress=False if quiet else None)
     table = ex.table()
     summary = {"reference_step": int(ex.relu.step[ex.reference]), "changed_after_reference": ex.changed,

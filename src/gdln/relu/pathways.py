@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import jax
 import jax.numpy as jnp
@@ -102,13 +102,16 @@ class Explanation:
         return {"mean": float(rel.mean()), "max": float(rel.max()), "records": int(window.sum())}
 
     def table(self) -> pd.DataFrame:
-        """One row per pathway: node, size, active set, time to half its rise (ReLU and GDLN), final
-        share of the total contribution, and the order in which pathways learn."""
+        """One row per pathway: node, size, active set, the time its contribution takes to make half
+        its rise to its largest value (ReLU network and GDLN), final share of the total contribution,
+        and the order in which pathways learn."""
         import pandas as pd
 
-        def half(c):
-            rise = c[-1] - c[0]
-            return first_below(self.time, -c.T, -(c[0] + 0.5 * rise))[:, 0] if c.size else np.zeros(0)
+        def half(c):  # the first time each column reaches half its rise to its largest value
+            if not c.size:
+                return np.zeros(0)
+            level = c[0] + 0.5 * (c.max(axis=0) - c[0])
+            return np.array([first_below(self.time, -c[:, k], -level[k])[0] for k in range(c.shape[1])])
 
         t_relu, t_gdln = half(self.contribution_relu), half(self.contribution_gdln)
         rows = []
@@ -160,14 +163,17 @@ def _share(c: np.ndarray) -> np.ndarray:
 
 
 def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, *, reference: int | None = None,
-            stability: float = 0.95, merge: float = 0.0, max_pathways: int = 64, key: int = 0,
-            progress: bool | None = None) -> Explanation:
+            stability: float = 0.95, merge: float = 0.0, by: Literal["examples", "contexts"] = "examples",
+            max_pathways: int = 64, key: int = 0, progress: bool | None = None) -> Explanation:
     """Explain the ReLU network ``graph`` (ReLU hidden nodes, ``options.nonlinearity == "relu"``)
     trained on ``data`` from ``params`` (one network) as a race between its gated pathways; see the
     module docstring for the six steps. ``reference``: a training step (the first record at or after
     it), else chosen by ``stability``; ``merge``: the largest fraction of examples on which two
     patterns may differ and still form one pathway (0: identical patterns only); more than
     ``max_pathways`` pathways is refused (their GDLN would be too large to be an explanation).
+    ``by="contexts"`` reads each unit's pattern per context instead (on in context c when on for
+    most of c's examples) and gates each pathway by its contexts: far fewer pathways when units
+    serve contexts but differ between items, at the price of exactness (``grouping_error``).
     Float64 only."""
     require_float64("gdln.explain")
     if options.nonlinearity != "relu":
@@ -176,13 +182,16 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
         raise ShapeError("explain takes one network (gdln.Params); explain each seed of an ensemble in turn")
     if not 0 < stability <= 1 or not 0 <= merge < 1:
         raise UnsupportedError(f"stability must lie in (0, 1] and merge in [0, 1), got {stability}, {merge}")
+    if by not in ("examples", "contexts") or by == "contexts" and data.context is None:
+        raise UnsupportedError(f"by must be 'examples' or 'contexts' (with context labels in the data), got {by!r}")
     data.check(graph)
     check_params(graph, params)
     relu = train(graph, data, params, dataclasses.replace(options, record_weights=True, record_singular_values=False),
                  key=key, progress=progress)
     weights = {e: w[0] for e, w in relu.weights.items()}  # (records, out, in)
     biases = {e: b[0] for e, b in (relu.biases or {}).items()}
-    gates = _patterns(graph, data, weights, biases)  # node -> (records, P, n) switches
+    switches = _patterns(graph, data, weights, biases)  # node -> (records, P, n)
+    gates = switches if by == "examples" else _per_context(switches, data)
     stable = _stable_fraction(gates)
     if reference is None:
         ref = int(np.argmax(stable >= stability - 1e-12))
@@ -202,7 +211,7 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
     at = lambda r: Params({e: w[r] for e, w in weights.items()}, {e: b[r] for e, b in biases.items()})  # noqa: E731
     inputs = {v: jnp.asarray(a) for v, a in data.inputs.items()}
     relu_out = forward(graph, at(ref), inputs, data.node_gates, data.edge_gates, nonlinearity="relu")
-    unitwise = forward(graph, at(ref), inputs, {v: jnp.asarray(g[ref]) for v, g in gates.items()}, data.edge_gates)
+    unitwise = forward(graph, at(ref), inputs, {v: jnp.asarray(g[ref]) for v, g in switches.items()}, data.edge_gates)
     exactness = max(float(jnp.abs(unitwise[v] - relu_out[v]).max()) for v in graph.outputs)
 
     pgraph, pdata, restrict = _pathway_gdln(graph, data, pathways)
@@ -237,6 +246,14 @@ def _patterns(graph: Graph, data: Dataset, weights: dict, biases: dict) -> dict[
 
     out = jax.jit(lambda W, b: jax.lax.map(lambda wb: one(*wb), (W, b)))(weights, biases)
     return {v: np.asarray(a) for v, a in out.items()}
+
+
+def _per_context(switches: dict[str, np.ndarray], data: Dataset) -> dict[str, np.ndarray]:
+    """Switches read per context: a unit is on for every example of context c when it is on for
+    more than half of them."""
+    labels, C, _ = data.contexts()
+    share = np.eye(C)[labels] / np.bincount(labels, minlength=C)  # (P, C): the mean over each context
+    return {v: (np.einsum("pc,rpn->rcn", share, g) > 0.5)[:, labels, :].astype(float) for v, g in switches.items()}
 
 
 def _stable_fraction(gates: dict[str, np.ndarray]) -> np.ndarray:
