@@ -129,3 +129,21 @@ def test_contextual_multitask_read_per_context_forms_the_subset_pathways():
     assert ex.loss_agreement()["mean"] < 0.15
     with pytest.raises(errors.UnsupportedError, match="context labels"):
         gdln.explain(*_xor()[:1], gdln.Dataset({"x": XOR_X}, {"y": np.ones((4, 1))}), _xor()[2], opts, by="contexts")
+
+
+def test_two_hidden_layers_pathways_per_layer():
+    """Depth 2: pathways are formed in each hidden layer and wired layer to layer; the grouped GDLN is
+    the ReLU network at the reference; only last-layer pathways send a contribution of their own."""
+    g = gdln.chain([2, 8, 8, 1])
+    _, data, _ = _xor()
+    p0 = gdln.init_params(jax.random.key(1), g, "gaussian", 0.1)
+    ex = gdln.explain(g, data, p0, gdln.TrainOptions(steps=800, lr=0.05, nonlinearity="relu", record_every=40),
+                      progress=False)
+    table = ex.table()
+    assert set(table["node"]) == {"h1", "h2"} and ex.exactness < 1e-12 and ex.grouping_error < 1e-12
+    first, last = table[table["node"] == "h1"], table[table["node"] == "h2"]
+    assert first["share_relu"].isna().all() and np.isfinite(last["share_relu"]).all()
+    np.testing.assert_allclose(last["share_relu"].sum(), 1.0, rtol=1e-12)
+    # every pair of groups in consecutive layers is wired: |h1 groups| x |h2 groups| edges between them
+    between = [e for e in ex.graph.edges if e.source.startswith("h1.") and e.target.startswith("h2.")]
+    assert len(between) == len(first) * len(last)
