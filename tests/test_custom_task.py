@@ -171,10 +171,9 @@ def test_relu_gates_from_a_trained_relu_run(tmp_path):
     trained = read_params(tmp_path / "relu")[1]
     np.testing.assert_allclose(gdln.forward(g, trained, data.inputs, data.node_gates)["y"],
                                gdln.forward(g, trained, data.inputs, nonlinearity="relu")["y"], rtol=1e-12, atol=1e-14)
-    bad = config.parse(_custom({"data": {"kind": "teacher"}, "gates": {"kind": "relu", "params": str(tmp_path / "relu"),
-                                                                      "network": 5}}))
-    with pytest.raises(errors.ConfigError, match="task.gates.network: .* holds 2 networks, got 5"):
-        bad.task.build(bad.architecture.build(), 0)
+    with pytest.raises(errors.ConfigError, match="task.gates.network: .* holds 2 networks, got 5"):  # before any work
+        config.parse(_custom({"data": {"kind": "teacher"}, "gates": {"kind": "relu", "params": str(tmp_path / "relu"),
+                                                                    "network": 5}}))
 
 
 def test_a_builtin_task_names_every_node_it_needs_at_once():

@@ -266,6 +266,9 @@ class TableGates(_Strict):
         except GdlnError as exc:
             raise ConfigError(f"task.gates.contexts: {exc}") from None
 
+    def check(self, graph: Graph) -> None:
+        self.table(graph)
+
 
 class HalfspaceGates(_Strict):
     """Gates from the inputs: g = Theta(n . x / sqrt(d) + b) on input node ``input`` (d units; default
@@ -281,18 +284,18 @@ class HalfspaceGates(_Strict):
     thresholds: float | list[float] = 0.0
     seed: int = 0
 
-    def gates(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check(self, graph: Graph) -> tuple[str, list[int], np.ndarray, np.ndarray]:
+        """The input node, the gates per node, the normals and the thresholds, checked against ``graph``."""
         node = self.input or (graph.inputs[0] if len(graph.inputs) == 1 else None)
         if node not in graph.inputs:
             raise ConfigError(f"task.gates.input: give one of the input nodes {list(graph.inputs)}"
                               + (f", not {node!r}" if node else ""))
-        x = inputs[node]
         counts = []
         for v in self.nodes:
             if v not in graph.sizes or v in graph.inputs:
                 raise ConfigError(f"task.gates.nodes: {v!r} is not a gateable node ({list(graph.hidden + graph.outputs)})")
             counts.append(graph.sizes[v] if self.unitwise else 1)
-        shape = (sum(counts), x.shape[1])
+        shape = (sum(counts), graph.sizes[node])
         normals = (np.random.default_rng(self.seed).standard_normal(shape) if self.normals is None
                    else np.asarray(self.normals, float))
         if normals.shape != shape:
@@ -301,6 +304,11 @@ class HalfspaceGates(_Strict):
         b = np.asarray(self.thresholds, float)
         if b.ndim and b.shape != (shape[0],):
             raise ConfigError(f"task.gates.thresholds: one number or {shape[0]} (one per gate), got {b.size}")
+        return node, counts, normals, b
+
+    def gates(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        node, counts, normals, b = self.check(graph)
+        x = inputs[node]
         G = gates.halfspace(x / np.sqrt(x.shape[1]), normals, b)
         parts = np.split(G, np.cumsum(counts)[:-1], axis=1)
         return {v: g if self.unitwise else g[:, 0] for v, g in zip(self.nodes, parts)}
@@ -319,12 +327,15 @@ class ReluGates(_Strict):
     init: InitConfig = InitConfig(scheme="gaussian")
     seed: int = 0
 
-    def gates(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def check(self, graph: Graph):
+        """The ReLU network's parameters (:class:`gdln.Params`), checked against ``graph``."""
         import jax
 
-        from gdln.core.model import activation_pattern, check_params, init_params
+        from gdln.core.model import check_params, init_params
         from gdln.lab.store import read_params
 
+        if self.params is not None and not self.params.exists():
+            raise ConfigError(f"task.gates.params: no run folder or params file {str(self.params)!r}")
         if self.params is None:
             params = init_params(jax.random.key(self.seed), graph, self.init.scheme, self.init.scale,
                                  biases=self.init.biases)
@@ -338,7 +349,12 @@ class ReluGates(_Strict):
             check_params(graph, params)
         except GdlnError as exc:
             raise ConfigError(f"task.gates.params: {exc}") from None
-        pattern = activation_pattern(graph, params, inputs)
+        return params
+
+    def gates(self, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from gdln.core.model import activation_pattern
+
+        pattern = activation_pattern(graph, self.check(graph), inputs)
         return {v: np.asarray(pattern[v]) for v in graph.hidden}
 
 
@@ -351,6 +367,9 @@ class TeacherData(_Strict):
     examples: int = Field(200, ge=1)
     scale: float = 1.0
     noise: float = Field(0.0, ge=0)
+
+    def check(self, graph: Graph) -> None:
+        """Nothing to check: any graph has a teacher."""
 
 
 class FileData(_Strict):
@@ -367,6 +386,10 @@ class FileData(_Strict):
         base = (info.context or {}).get("base")
         return path if path.is_absolute() or base is None else FilePath(base) / path
 
+    def check(self, graph: Graph) -> None:
+        if not self.path.is_file():
+            raise ConfigError(f"task.data.path: no file {str(self.path)!r}")
+
 
 class CustomTaskConfig(_Strict):
     """Any architecture's own task: examples from ``data``, gates from ``gates`` (none: ungated)."""
@@ -376,12 +399,9 @@ class CustomTaskConfig(_Strict):
     gates: Annotated[TableGates | HalfspaceGates | ReluGates, Field(discriminator="kind")] | None = None
 
     def check(self, graph: Graph) -> None:
-        if isinstance(self.gates, TableGates):
-            self.gates.table(graph)
-        if isinstance(self.data, FileData) and not self.data.path.is_file():
-            raise ConfigError(f"task.data.path: no file {str(self.data.path)!r}")
-        if isinstance(self.gates, ReluGates) and self.gates.params is not None and not self.gates.params.exists():
-            raise ConfigError(f"task.gates.params: no run folder or params file {str(self.gates.params)!r}")
+        self.data.check(graph)
+        if self.gates is not None:
+            self.gates.check(graph)
 
     def build(self, graph: Graph, seed: int) -> tuple[Dataset, dict[str, Dataset]]:
         from gdln.datasets.files import read_examples

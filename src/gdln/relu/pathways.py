@@ -36,7 +36,7 @@ from gdln.core.data import Dataset
 from gdln.core.graph import Graph
 from gdln.core.linalg import require_float64
 from gdln.core.model import Ensemble, Params, activation_pattern, check_params, forward, propagate
-from gdln.errors import ShapeError, UnsupportedError
+from gdln.errors import GdlnError, ShapeError, UnsupportedError
 from gdln.theory.reduction import ReducedTrajectory, reduce
 from gdln.training.engine import TrainOptions, TrainResult, train
 
@@ -108,32 +108,21 @@ class Explanation:
         import pandas as pd
 
         def half(c):  # the first time each column reaches half its rise to its largest value
-            if not c.size:
-                return np.zeros(0)
             level = c[0] + 0.5 * (c.max(axis=0) - c[0])
             return np.array([first_below(self.time, -c[:, k], -level[k])[0] for k in range(c.shape[1])])
 
-        t_relu, t_gdln = half(self.contribution_relu), half(self.contribution_gdln)
-        rows = []
-        for k, p in enumerate(self.pathways):
-            rows.append({"pathway": p.name, "node": p.node, "size": len(p.units), "active": self._active(p),
-                         "examples": int((p.pattern != 0).sum()), "spread": p.spread,
-                         "t_half_relu": t_relu[k], "t_half_gdln": t_gdln[k],
-                         "share_relu": _share(self.contribution_relu)[k], "share_gdln": _share(self.contribution_gdln)[k]})
-        df = pd.DataFrame(rows)
+        contexts = self.source.contexts() if self.source.context is not None else None
+        df = pd.DataFrame({
+            "pathway": [p.name for p in self.pathways], "node": [p.node for p in self.pathways],
+            "size": [len(p.units) for p in self.pathways],
+            "active": [_active(p.pattern != 0, contexts) for p in self.pathways],
+            "examples": [int((p.pattern != 0).sum()) for p in self.pathways],
+            "spread": [p.spread for p in self.pathways],
+            "t_half_relu": half(self.contribution_relu), "t_half_gdln": half(self.contribution_gdln),
+            "share_relu": _share(self.contribution_relu), "share_gdln": _share(self.contribution_gdln)})
         df["order_relu"] = df["t_half_relu"].rank(method="min")
         df["order_gdln"] = df["t_half_gdln"].rank(method="min")
         return df
-
-    def _active(self, p: Pathway) -> str:
-        """The contexts a pathway is on in, when its pattern is constant within contexts; else its examples."""
-        on = p.pattern != 0
-        if self.source.context is not None:
-            labels, C, names = self.source.contexts()
-            per = [set(on[labels == c]) for c in range(C)]
-            if all(len(s) == 1 for s in per):
-                return ",".join(n for n, s in zip(names, per) if True in s) or "none"
-        return ",".join(map(str, np.flatnonzero(on)))
 
     def to_xarray(self) -> xr.Dataset:
         """Loss curves (ReLU, GDLN, theory) and contributions per pathway, over records."""
@@ -155,9 +144,20 @@ class Explanation:
         return ds
 
 
+def _active(on: np.ndarray, contexts) -> str:
+    """The contexts a pathway is on in (``contexts``: labels, count, names), when its switch ``on`` (P,)
+    is constant within contexts; else the examples it is on for."""
+    if contexts is not None:
+        labels, C, names = contexts
+        per = [set(on[labels == c]) for c in range(C)]
+        if all(len(v) == 1 for v in per):
+            return ",".join(n for n, v in zip(names, per) if True in v) or "none"
+    return ",".join(map(str, np.flatnonzero(on)))
+
+
 def _share(c: np.ndarray) -> np.ndarray:
     """Each pathway's part of the total final contribution (NaN where it has none of its own)."""
-    final = c[-1] if c.size else np.zeros(0)
+    final = c[-1]
     total = np.nansum(final)
     return final / total if total > 0 else np.zeros_like(final)
 
@@ -209,7 +209,7 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
             f"patterns differ too much to be an explanation; {1 - stable[ref]:.0%} of them still change later. "
             "Merge near-identical patterns (merge=0.1), choose a later reference, or start from smaller weights")
     at = lambda r: Params({e: w[r] for e, w in weights.items()}, {e: b[r] for e, b in biases.items()})  # noqa: E731
-    inputs = {v: jnp.asarray(a) for v, a in data.inputs.items()}
+    inputs = jax.device_put(data).inputs
     relu_out = forward(graph, at(ref), inputs, data.node_gates, data.edge_gates, nonlinearity="relu")
     unitwise = forward(graph, at(ref), inputs, {v: jnp.asarray(g[ref]) for v, g in switches.items()}, data.edge_gates)
     exactness = max(float(jnp.abs(unitwise[v] - relu_out[v]).max()) for v in graph.outputs)
@@ -236,12 +236,10 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
 
 def _patterns(graph: Graph, data: Dataset, weights: dict, biases: dict) -> dict[str, np.ndarray]:
     """The switches of every hidden unit on every example at every record: node -> (records, P, n)."""
-    inputs = {v: jnp.asarray(a) for v, a in data.inputs.items()}
-    node_gates = {v: jnp.asarray(g) for v, g in data.node_gates.items()}
-    edge_gates = {e: jnp.asarray(g) for e, g in data.edge_gates.items()}
+    d = jax.device_put(data)
 
     def one(W, b):
-        g = activation_pattern(graph, Params(W, b), inputs, node_gates, edge_gates)
+        g = activation_pattern(graph, Params(W, b), d.inputs, d.node_gates, d.edge_gates)
         return {v: g[v] for v in graph.hidden}  # (P, n): unit-wise, the data's own gates included
 
     out = jax.jit(lambda W, b: jax.lax.map(lambda wb: one(*wb), (W, b)))(weights, biases)
@@ -324,7 +322,7 @@ def _theory(graph: Graph, data: Dataset, params: Params, time: np.ndarray):
     (None, residual) where the reduction does not hold, (None, NaN) where it cannot be formed."""
     try:
         red = reduce(graph, data)
-    except Exception:  # noqa: BLE001 - any reason the reduction cannot be formed: no theory curve
+    except GdlnError:  # the reduction cannot be formed on these statistics: no theory curve
         return None, float("nan")
     if not red.exact:
         return None, float(red.residual)
@@ -333,29 +331,32 @@ def _theory(graph: Graph, data: Dataset, params: Params, time: np.ndarray):
 
 
 @functools.partial(jax.jit, static_argnames=("graph", "node", "nonlinearity"))
-def _node_output(graph: Graph, node: str, nonlinearity: str, W, b, inputs, node_gates, edge_gates, onehot):
-    """(P, groups, N_out): the output each group of ``node``'s units sends (its units' activity through
-    the edges leaving ``node``, gated as the output sees it)."""
-    h, _ = propagate(graph, Params(W, b), inputs, node_gates, edge_gates, nonlinearity=nonlinearity)
-    parts = []
-    for o in graph.outputs:
-        part = 0.0
-        for e in graph.in_edges(o):
-            if graph.edge(e).source == node:
-                g = edge_gates[e][:, None, None] if e in edge_gates else 1.0
-                part = part + g * jnp.einsum("pu,uk,ou->pko", h[node], onehot, W[e])
-        g = node_gates.get(o)
-        parts.append(part * (1.0 if g is None else (g[:, None, None] if g.ndim == 1 else g[:, None, :])))
-    return jnp.concatenate(parts, axis=-1)
+def _node_contributions(graph: Graph, node: str, nonlinearity: str, weights, biases, data: Dataset, onehot):
+    """(records, groups): c_k = sqrt(< ||y_k(x)||^2 >_x), y_k the output the units of group k of ``node``
+    send (their activity through the edges leaving ``node``, gated as the output sees it)."""
+
+    def one(Wb):
+        W, b = Wb
+        h, _ = propagate(graph, Params(W, b), data.inputs, data.node_gates, data.edge_gates, nonlinearity=nonlinearity)
+        parts = []
+        for o in graph.outputs:
+            part = 0.0
+            for e in graph.in_edges(o):
+                if graph.edge(e).source == node:
+                    g = data.edge_gates[e][:, None, None] if e in data.edge_gates else 1.0
+                    part = part + g * jnp.einsum("pu,uk,ou->pko", h[node], onehot, W[e])
+            g = data.node_gates.get(o)
+            parts.append(part * (1.0 if g is None else (g[:, None, None] if g.ndim == 1 else g[:, None, :])))
+        y = jnp.concatenate(parts, axis=-1)  # (P, groups, N_out)
+        return jnp.sqrt(jnp.mean(jnp.sum(y ** 2, axis=-1), axis=0))
+
+    return jax.lax.map(one, (weights, biases))
 
 
 def _contributions(graph, data, weights, biases, groups, nonlinearity) -> np.ndarray:
-    """c_k(t) = sqrt(< ||y_k(x)||^2 >_x) per group (node, units) at every record: (records, groups).
-    Only groups of a last hidden layer (every edge leaving it ends at an output) send a part of the
-    output of their own; the others are NaN."""
-    inputs = {v: jnp.asarray(a) for v, a in data.inputs.items()}
-    node_gates = {v: jnp.asarray(g) for v, g in data.node_gates.items()}
-    edge_gates = {e: jnp.asarray(g) for e, g in data.edge_gates.items()}
+    """c_k(t) per group (node, units) at every record: (records, groups). Only groups of a last
+    hidden layer (every edge leaving it ends at an output) send a part of the output of their own;
+    the others are NaN."""
     records = len(next(iter(weights.values())))
     out = np.full((records, len(groups)), np.nan)
     last = [n for n in dict.fromkeys(n for n, _ in groups)
@@ -365,8 +366,6 @@ def _contributions(graph, data, weights, biases, groups, nonlinearity) -> np.nda
         onehot = np.zeros((graph.sizes[node], len(cols)))
         for j, k in enumerate(cols):
             onehot[groups[k][1], j] = 1.0
-        for r in range(records):
-            y = _node_output(graph, node, nonlinearity, {e: w[r] for e, w in weights.items()},
-                             {e: v[r] for e, v in biases.items()}, inputs, node_gates, edge_gates, jnp.asarray(onehot))
-            out[r, cols] = np.sqrt(np.mean(np.sum(np.asarray(y) ** 2, axis=-1), axis=0))
+        out[:, cols] = np.asarray(_node_contributions(graph, node, nonlinearity, weights, biases,
+                                                      jax.device_put(data), jnp.asarray(onehot)))
     return out
