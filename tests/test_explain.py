@@ -6,7 +6,7 @@ import pytest
 
 import gdln
 from gdln import errors
-from gdln.relu.pathways import _group, _stable_fraction
+from gdln.relu.pathways import _group
 
 XOR_X = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
 
@@ -38,8 +38,14 @@ def test_xor_units_end_in_single_example_pathways(xor):
     # both networks learn XoR; the pathway GDLN's half-rise times are within 15% of the ReLU network's
     assert xor.relu.loss[0, -1] < 1e-8 and xor.gdln.loss[0, -1] < 1e-8
     np.testing.assert_allclose(table["t_half_gdln"], table["t_half_relu"], rtol=0.15)
+    # the reduced theory starts each pathway at the growing part of its initial weights: its half-rise
+    # times are the GDLN's (to GD's first order in lr), and its loss follows the GDLN's
+    np.testing.assert_allclose(table["t_half_theory"], table["t_half_gdln"], rtol=0.02)
+    np.testing.assert_allclose(table["share_theory"], 0.25, atol=1e-6)
+    assert np.abs(xor.theory.loss - xor.gdln.loss[0]).max() < 0.02
     ds = xor.to_xarray()
-    assert ds["contribution_relu"].shape == (len(xor.time), 4) and "loss_theory" in ds
+    assert ds["contribution_relu"].shape == ds["contribution_theory"].shape == (len(xor.time), 4)
+    assert "loss_theory" in ds
     assert ds.attrs["reference_step"] == xor.relu.step[xor.reference]
 
 
@@ -48,7 +54,12 @@ def test_reference_given_as_a_step_and_stability():
     opts = gdln.TrainOptions(steps=300, lr=0.05, nonlinearity="relu", record_every=20)
     ex = gdln.explain(g, data, p0, opts, reference=150, progress=False)
     assert ex.relu.step[ex.reference] == 160 and 0 <= ex.changed <= 1
-    assert ex.exactness < 1e-12  # biases included
+    assert ex.exactness < 1e-12 and ex.grouping_error < 1e-12  # biases included
+    # the pathway GDLN's recorded blocks (weights, and each bias once) are the network it trained: its
+    # loss recomputed on ex.graph from the last record's blocks is the recorded loss
+    last = gdln.Params({e: w[0, -1] for e, w in ex.gdln.weights.items()}, {e: b[0, -1] for e, b in ex.gdln.biases.items()})
+    out = gdln.forward(ex.graph, last, ex.data.inputs, ex.data.node_gates, ex.data.edge_gates)["y"]
+    assert abs(0.5 * np.mean(np.sum((out - ex.data.targets["y"]) ** 2, axis=1)) - ex.gdln.loss[0, -1]) < 1e-12
     assert np.all(np.diff(ex.stable) >= 0) and ex.stable[-1] == 1.0
 
 
@@ -58,7 +69,7 @@ def test_stable_fraction_and_grouping():
     g[:, :, 1] = [1, 0, 1]
     g[:2, :, 0] = [1, 1, 0]
     g[2:, :, 0] = [0, 1, 0]
-    np.testing.assert_array_equal(_stable_fraction({"h": g}), [0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(gdln.stable_fraction({"h": g}), [0.5, 0.5, 1.0, 1.0])
     switches = np.array([[1, 1, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]] * 3, dtype=float)
     exact = _group("h", switches, 0.0)
     assert [len(p.units) for p in exact] == [2, 1, 1]  # unit 4 is never on: dropped
@@ -147,3 +158,14 @@ def test_two_hidden_layers_pathways_per_layer():
     # every pair of groups in consecutive layers is wired: |h1 groups| x |h2 groups| edges between them
     between = [e for e in ex.graph.edges if e.source.startswith("h1.") and e.target.startswith("h2.")]
     assert len(between) == len(first) * len(last)
+
+
+def test_loss_agreement_scores_any_curve_through_the_main_drops():
+    target = np.array([1.0, 0.99, 0.9, 0.5, 0.1, 0.04, 0.01])
+    pred = target * np.array([1.0, 1.0, 1.1, 0.8, 1.0, 5.0, 5.0])
+    # window: 0.95 >= L / L0 >= 0.05 keeps 0.9, 0.5, 0.1: differences 10%, 20%, 0
+    agree = gdln.loss_agreement(target, pred)
+    assert agree == pytest.approx({"mean": 0.1, "max": 0.2, "records": 3})
+    assert gdln.loss_agreement(target, target, high=0.2, low=0.15)["records"] == 0
+    with pytest.raises(errors.ShapeError, match="records"):
+        gdln.loss_agreement(target, pred[:-1])

@@ -42,7 +42,7 @@ _API = {
     **dict.fromkeys(("RaceReport", "race"), "gdln.theory.race"),
     **dict.fromkeys(("Linearisation", "LinearisedTrajectory", "linearise", "tangent_kernel"), "gdln.theory.kernel"),
     # explaining ReLU networks
-    **dict.fromkeys(("Explanation", "Pathway", "explain"), "gdln.relu.pathways"),
+    **dict.fromkeys(("Explanation", "Pathway", "explain", "loss_agreement", "stable_fraction"), "gdln.relu.pathways"),
 }
 #: Subpackages and modules that are API as namespaces.
 _NAMESPACES = ("analysis", "closed_form", "errors", "ggdln")

@@ -61,7 +61,7 @@ class Ensemble:
 
 
 Nonlinearity = Literal["linear", "relu", "leaky_relu"]
-InitScheme = Literal["orthogonal", "gaussian", "xavier", "xavier_normal"]
+InitScheme = Literal["orthogonal", "gaussian", "normal", "xavier", "xavier_normal"]
 
 
 def _initializer(scheme: InitScheme, scale: float):
@@ -70,11 +70,13 @@ def _initializer(scheme: InitScheme, scale: float):
         return initializers.orthogonal(scale)
     if scheme == "gaussian":
         return initializers.variance_scaling(scale**2, "fan_in", "normal", in_axis=-1, out_axis=-2)
+    if scheme == "normal":
+        return initializers.normal(scale)
     if scheme == "xavier":
         return initializers.variance_scaling(scale**2, "fan_avg", "uniform", in_axis=-1, out_axis=-2)
     if scheme == "xavier_normal":
         return initializers.variance_scaling(scale**2, "fan_avg", "normal", in_axis=-1, out_axis=-2)
-    raise UnsupportedError(f"unknown init scheme {scheme!r}; use orthogonal, gaussian, xavier or xavier_normal")
+    raise UnsupportedError(f"unknown init scheme {scheme!r}; use orthogonal, gaussian, normal, xavier or xavier_normal")
 
 
 def init_params(
@@ -90,6 +92,7 @@ def init_params(
 
     * ``orthogonal``: W = scale * (semi-)orthogonal, so every singular value equals ``scale``.
     * ``gaussian``: W_ij ~ N(0, scale^2 / fan_in).
+    * ``normal``: W_ij ~ N(0, scale^2), whatever the fan-in (``scale`` is the standard deviation).
     * ``xavier``: W_ij ~ U(-a, a), a = scale * sqrt(6 / (fan_in + fan_out)) (Glorot, gain = scale).
     * ``xavier_normal``: W_ij ~ N(0, 2 scale^2 / (fan_in + fan_out)).
 

@@ -244,7 +244,7 @@ def _expect(graph: Graph, task: str, inputs: dict[str, int], outputs: dict[str, 
 class InitConfig(_Strict):
     """Initial weights (:func:`gdln.core.model.init_params`)."""
 
-    scheme: Literal["orthogonal", "gaussian", "xavier", "xavier_normal"] = "orthogonal"
+    scheme: Literal["orthogonal", "gaussian", "normal", "xavier", "xavier_normal"] = "orthogonal"
     scale: float = 1.0
     biases: bool = False
 

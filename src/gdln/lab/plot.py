@@ -133,11 +133,9 @@ def explain_figure(explanation, path: str | Path, *, pathways: int = 8) -> list[
         ax.set(xlabel="epoch", ylabel="contribution to the output (RMS)", title="(b) pathways; dashed: GDLN")
         ax.legend(fontsize="small", ncol=2)
         ax = axes[2]
-        labels, C, names = ex.source.contexts() if ex.source.context is not None else (
-            np.arange(ex.source.num_examples), ex.source.num_examples, tuple(map(str, range(ex.source.num_examples))))
-        member = np.array([[ex.pathways[k].pattern[labels == c].mean() for c in range(C)] for k in shown])
-        ax.imshow(member, aspect="auto", cmap="Greys", vmin=0, vmax=1)
+        member, names = ex.membership()
+        ax.imshow(member[shown], aspect="auto", cmap="Greys", vmin=0, vmax=1)
         ax.set_yticks(range(len(shown)), [table["pathway"][k] for k in shown])
-        ax.set_xticks(range(C), names, rotation=90 if C > 8 else 0)
+        ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0)
         ax.set(title="(c) on in (fraction of inputs)", xlabel="context" if ex.source.context is not None else "example")
         return save(fig, path)

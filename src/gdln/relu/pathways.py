@@ -23,6 +23,7 @@ unit-wise node gates (:func:`gdln.activation_pattern`). :func:`explain`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -62,11 +63,12 @@ class Pathway:
 class Explanation:
     """What :func:`explain` found. ``relu`` and ``gdln`` are the two training runs (one seed, weights
     recorded at the same steps) on ``source``, the ReLU network's data; ``graph``, ``data`` and
-    ``params`` the pathway GDLN, its gated data and its initial weights; ``theory`` its reduced dynamics (None where the reduction failed, with
-    ``residual`` the largest residual of the reduction's assumptions, NaN when it raised).
+    ``params`` the pathway GDLN, its gated data and its initial weights; ``theory`` its reduced
+    dynamics (None where the reduction failed, with ``residual`` the largest residual of the
+    reduction's assumptions, NaN when it raised).
 
-    ``contribution_relu`` / ``contribution_gdln`` (records, pathways): each pathway's contribution to
-    the output; ``exactness`` the largest |unit-wise GDLN - ReLU| output at the reference;
+    ``contribution_relu`` / ``contribution_gdln`` / ``contribution_theory`` (records, pathways): each
+    pathway's contribution to the output (the theory's None without a theory); ``exactness`` the largest |unit-wise GDLN - ReLU| output at the reference;
     ``grouping_error`` the relative RMS difference of the grouped GDLN's output there."""
 
     pathways: tuple[Pathway, ...]
@@ -85,26 +87,23 @@ class Explanation:
     contribution_gdln: np.ndarray
     theory: ReducedTrajectory | None
     residual: float
+    contribution_theory: np.ndarray | None = None
 
     @property
     def time(self) -> np.ndarray:
         """The records' time (units of tau), shared by both runs."""
         return self.relu.time
 
-    def loss_agreement(self, high: float = 0.95, low: float = 0.05) -> dict[str, float]:
-        """The relative difference |L_gdln - L_relu| / L_relu over the records where the ReLU loss lies
-        between ``low`` and ``high`` times its initial value (its main drops): mean and max."""
-        relu, pred = self.relu.loss[0], self.gdln.loss[0]
-        window = (relu <= high * relu[0]) & (relu >= low * relu[0])
-        if not window.any():
-            return {"mean": float("nan"), "max": float("nan"), "records": 0}
-        rel = np.abs(pred[window] - relu[window]) / relu[window]
-        return {"mean": float(rel.mean()), "max": float(rel.max()), "records": int(window.sum())}
+    def loss_agreement(self, prediction: np.ndarray | None = None, high: float = 0.95,
+                       low: float = 0.05) -> dict[str, float]:
+        """:func:`loss_agreement` of ``prediction`` (default: the pathway GDLN's loss; any curve on the
+        same records, e.g. a hand-wired GDLN's or the theory's) with the ReLU network's loss."""
+        return loss_agreement(self.relu.loss[0], self.gdln.loss[0] if prediction is None else prediction, high, low)
 
     def table(self) -> pd.DataFrame:
         """One row per pathway: node, size, active set, the time its contribution takes to make half
-        its rise to its largest value (ReLU network and GDLN), final share of the total contribution,
-        and the order in which pathways learn."""
+        its rise to its largest value (ReLU network, GDLN and, where it exists, the reduced theory),
+        final share of the total contribution, and the order in which pathways learn."""
         import pandas as pd
 
         def half(c):  # the first time each column reaches half its rise to its largest value
@@ -120,9 +119,23 @@ class Explanation:
             "spread": [p.spread for p in self.pathways],
             "t_half_relu": half(self.contribution_relu), "t_half_gdln": half(self.contribution_gdln),
             "share_relu": _share(self.contribution_relu), "share_gdln": _share(self.contribution_gdln)})
+        if self.contribution_theory is not None:
+            df["t_half_theory"] = half(self.contribution_theory)
+            df["share_theory"] = _share(self.contribution_theory)
         df["order_relu"] = df["t_half_relu"].rank(method="min")
         df["order_gdln"] = df["t_half_gdln"].rank(method="min")
         return df
+
+    def membership(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Where each pathway is on: (pathways, contexts) fraction of each context's examples, and the
+        context names; per example (one column each) when the data has no context labels."""
+        if self.source.context is not None:
+            labels, C, names = self.source.contexts()
+        else:
+            P = self.source.num_examples
+            labels, C, names = np.arange(P), P, tuple(map(str, range(P)))
+        on = np.stack([p.pattern != 0 for p in self.pathways])
+        return np.stack([on[:, labels == c].mean(axis=1) for c in range(C)], axis=1), tuple(names)
 
     def to_xarray(self) -> xr.Dataset:
         """Loss curves (ReLU, GDLN, theory) and contributions per pathway, over records."""
@@ -141,7 +154,23 @@ class Explanation:
                    "time_units": "tau (time = lr * step / (1 - momentum))"})
         if self.theory is not None:
             ds["loss_theory"] = ("time", np.interp(self.time, self.theory.time, self.theory.loss))
+            ds["contribution_theory"] = (("time", "pathway"), self.contribution_theory)
         return ds
+
+
+def loss_agreement(target, prediction, high: float = 0.95, low: float = 0.05) -> dict[str, float]:
+    """How closely ``prediction`` follows the loss curve ``target`` (same records) through its main
+    drops: the relative difference |L_pred - L_target| / L_target over the records where the target
+    lies between ``low`` and ``high`` times its initial value; its mean, max and the number of records
+    (NaN and 0 where there are none)."""
+    target, prediction = np.asarray(target), np.asarray(prediction)
+    if prediction.shape != target.shape:
+        raise ShapeError(f"prediction has {prediction.shape} records, the target loss {target.shape}")
+    window = (target <= high * target[0]) & (target >= low * target[0])
+    if not window.any():
+        return {"mean": float("nan"), "max": float("nan"), "records": 0}
+    rel = np.abs(prediction[window] - target[window]) / target[window]
+    return {"mean": float(rel.mean()), "max": float(rel.max()), "records": int(window.sum())}
 
 
 def _active(on: np.ndarray, contexts) -> str:
@@ -192,7 +221,7 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
     biases = {e: b[0] for e, b in (relu.biases or {}).items()}
     switches = _patterns(graph, data, weights, biases)  # node -> (records, P, n)
     gates = switches if by == "examples" else _per_context(switches, data)
-    stable = _stable_fraction(gates)
+    stable = stable_fraction(gates)
     if reference is None:
         ref = int(np.argmax(stable >= stability - 1e-12))
     else:
@@ -214,24 +243,36 @@ def explain(graph: Graph, data: Dataset, params: Params, options: TrainOptions, 
     unitwise = forward(graph, at(ref), inputs, {v: jnp.asarray(g[ref]) for v, g in switches.items()}, data.edge_gates)
     exactness = max(float(jnp.abs(unitwise[v] - relu_out[v]).max()) for v in graph.outputs)
 
-    pgraph, pdata, restrict = _pathway_gdln(graph, data, pathways)
-    grouped = forward(pgraph, restrict(at(ref)), inputs, pdata.node_gates, pdata.edge_gates)
+    # The pathway GDLN is the original network, linear, with every unit gated by its pathway's pattern
+    # (units in no pathway off): trained and evaluated in that form, whose compiled size does not
+    # grow with the number of pathways, and restricted to the pathways' blocks for the result.
+    unit = {v: np.zeros((data.num_examples, graph.sizes[v])) for v in graph.hidden}
+    for p in pathways:
+        unit[p.node][:, p.units] = p.pattern[:, None]
+    udata = Dataset(data.inputs, data.targets, edge_gates=data.edge_gates,
+                    node_gates={**{v: g for v, g in data.node_gates.items() if v not in unit}, **unit})
+    grouped = forward(graph, at(ref), inputs, udata.node_gates, udata.edge_gates)
     scale = np.sqrt(sum(float(jnp.sum(relu_out[v] ** 2)) for v in graph.outputs)) or 1.0
     grouping_error = np.sqrt(sum(float(jnp.sum((grouped[v] - relu_out[v]) ** 2)) for v in graph.outputs)) / scale
 
+    pgraph, pdata, restrict = _pathway_gdln(graph, data, pathways)
     p0 = restrict(params)
     linear = dataclasses.replace(options, nonlinearity="linear", record_weights=True, record_singular_values=False)
-    gdln = train(pgraph, pdata, p0, linear, key=key, progress=progress)
+    run = train(graph, udata, params, linear, key=key, progress=progress)
+    blocks = restrict(Params(run.weights, run.biases or {}))
+    gdln = dataclasses.replace(run, graph=pgraph, weights=blocks.weights, biases=blocks.biases or None)
     theory, residual = _theory(pgraph, pdata, p0, gdln.time)
 
     groups = [(p.node, p.units) for p in pathways]
     contribution_relu = _contributions(graph, data, weights, biases, groups, "relu")
-    pweights = {e: w[0] for e, w in gdln.weights.items()}
-    pbiases = {e: b[0] for e, b in (gdln.biases or {}).items()}
+    contribution_gdln = _contributions(graph, udata, {e: w[0] for e, w in run.weights.items()},
+                                       {e: b[0] for e, b in (run.biases or {}).items()}, groups, "linear")
     whole = [(p.name, np.arange(len(p.units))) for p in pathways]
-    contribution_gdln = _contributions(pgraph, pdata, pweights, pbiases, whole, "linear")
+    contribution_theory = None if theory is None else _contributions(
+        pgraph, pdata, theory.reduction.weights(theory.b), {}, whole, "linear")
     return Explanation(pathways, relu, gdln, data, pgraph, pdata, p0, ref, float(1 - stable[ref]), stable, exactness,
-                       float(grouping_error), contribution_relu, contribution_gdln, theory, residual)
+                       float(grouping_error), contribution_relu, contribution_gdln, theory, residual,
+                       contribution_theory)
 
 
 def _patterns(graph: Graph, data: Dataset, weights: dict, biases: dict) -> dict[str, np.ndarray]:
@@ -254,9 +295,13 @@ def _per_context(switches: dict[str, np.ndarray], data: Dataset) -> dict[str, np
     return {v: (np.einsum("pc,rpn->rcn", share, g) > 0.5)[:, labels, :].astype(float) for v, g in switches.items()}
 
 
-def _stable_fraction(gates: dict[str, np.ndarray]) -> np.ndarray:
-    """For each record r, the fraction of units whose pattern at every later record equals their final one."""
-    flat = np.concatenate([g.transpose(0, 2, 1).reshape(g.shape[0], -1, g.shape[1]) for g in gates.values()], axis=1)
+def stable_fraction(switches: Mapping[str, np.ndarray]) -> np.ndarray:
+    """For each record r, the fraction of units whose switch pattern at every later record equals their
+    final one; ``switches[node]`` (records, P, n): unit i of ``node`` on example mu at each record
+    (:func:`gdln.activation_pattern`). :func:`explain` takes its reference where this first reaches
+    ``stability``."""
+    flat = np.concatenate([np.asarray(g).transpose(0, 2, 1).reshape(len(g), -1, np.shape(g)[1])
+                           for g in switches.values()], axis=1)
     differs = np.any(flat != flat[-1], axis=2)  # (records, units): pattern differs from the final one
     last_change = np.where(differs.any(0), differs.shape[0] - 1 - np.argmax(differs[::-1], axis=0), -1)
     return np.array([(last_change < r).mean() for r in range(flat.shape[0])])
@@ -292,33 +337,37 @@ def _group(node: str, switches: np.ndarray, merge: float) -> list[Pathway]:
 
 def _pathway_gdln(graph: Graph, data: Dataset, pathways: tuple[Pathway, ...]):
     """The pathway GDLN: one node per pathway, an edge per original edge and pair of groups at its
-    ends (inputs and outputs whole), its gated data, and the map restricting ReLU parameters to it."""
+    ends (inputs and outputs whole), its gated data, and the map restricting parameters of ``graph``
+    (any leading axes: seeds, records) to it. An original edge's bias goes to the block of its
+    first source group (zeros on the others), so that the blocks add up to the original."""
     groups = {v: [p for p in pathways if p.node == v] for v in graph.hidden}
     ends = lambda v: [(p.name, p.units) for p in groups[v]] if v in groups else [(v, np.arange(graph.sizes[v]))]  # noqa: E731
     nodes = [(v, n) for v, n in graph.nodes if v not in groups] + [(p.name, len(p.units)) for p in pathways]
     edges, blocks = [], {}
     for e in graph.edges:
-        for s, rows_s in ends(e.source):
+        for k, (s, rows_s) in enumerate(ends(e.source)):
             for t, rows_t in ends(e.target):
                 name = ".".join([e.name, "-".join(n for n, v in ((s, e.source), (t, e.target)) if v in groups)])
                 edges.append((name, s, t))
-                blocks[name] = (e.name, rows_t, rows_s)
+                blocks[name] = (e.name, rows_t, rows_s, k == 0)
     pgraph = Graph(dict(nodes), edges)
-    node_gates = {p.name: p.pattern for p in pathways}
-    edge_gates = {name: data.edge_gates[orig] for name, (orig, _, _) in blocks.items() if orig in data.edge_gates}
+    node_gates = {**{v: g for v, g in data.node_gates.items() if v not in groups},
+                  **{p.name: p.pattern for p in pathways}}
+    edge_gates = {name: data.edge_gates[orig] for name, (orig, *_) in blocks.items() if orig in data.edge_gates}
     # no context labels: a pathway's switches may differ between examples of one context
     pdata = Dataset(data.inputs, data.targets, node_gates=node_gates, edge_gates=edge_gates).check(pgraph)
 
     def restrict(params: Params) -> Params:
-        W = {n: params.weights[o][np.ix_(rt, rs)] for n, (o, rt, rs) in blocks.items()}
-        b = {n: params.biases[o][rt] for n, (o, rt, _) in blocks.items()} if params.biases else {}
+        W = {n: params.weights[o][..., rt[:, None], rs[None, :]] for n, (o, rt, rs, _) in blocks.items()}
+        b = {n: params.biases[o][..., rt] * (1.0 if first else 0.0)
+             for n, (o, rt, _, first) in blocks.items()} if params.biases else {}
         return Params(W, b)
 
     return pgraph, pdata, restrict
 
 
 def _theory(graph: Graph, data: Dataset, params: Params, time: np.ndarray):
-    """The reduced dynamics from the initial weights' RMS link strength, and the reduction's residual;
+    """The reduced dynamics from the initial weights (:func:`_start`), and the reduction's residual;
     (None, residual) where the reduction does not hold, (None, NaN) where it cannot be formed."""
     try:
         red = reduce(graph, data)
@@ -326,8 +375,29 @@ def _theory(graph: Graph, data: Dataset, params: Params, time: np.ndarray):
         return None, float("nan")
     if not red.exact:
         return None, float(red.residual)
-    b0 = float(np.sqrt(np.mean(red.project(params) ** 2)))
-    return red.solve(red.init(b0), time), float(red.residual)
+    return red.solve(_start(red, params), time), float(red.residual)
+
+
+def _start(red, params: Params) -> np.ndarray:
+    """Balanced link strengths that start each chain where random weights put it. For a chain of two
+    links (input -> pathway -> output), small weights W_in, W_out grow along their balanced part:
+    with u = W_in r_s and v = W_out^T r_t (r_s, r_t the chain's input and output directions), the
+    part (u + sign(S) v) / 2 grows and (u - sign(S) v) / 2 decays, so |b_in| = |b_out| = |u + sign(S) v| / 2
+    (a(0) = b^2 the mode strength once aligned). Longer chains, whose hidden frames the reduction
+    picks freely, start at the RMS of the initial weights' link strengths."""
+    mag = np.full(red.num_links, np.sqrt(np.mean(red.project(params) ** 2)))
+    frames, W = red.frames, params.weights
+    for c, links in enumerate(red.chain_links):
+        links = [int(i) for i in links if i < red.num_links]
+        if len(links) != 2:
+            continue
+        first, second = sorted(links, key=lambda i: red.graph.edge(red.link_edge[i]).source in red.graph.inputs,
+                               reverse=True)
+        e_in, e_out = red.graph.edge(red.link_edge[first]), red.graph.edge(red.link_edge[second])
+        u = np.asarray(W[e_in.name]) @ frames[e_in.source][:, red.link_slots[first, 1]]
+        v = np.asarray(W[e_out.name]).T @ frames[e_out.target][:, red.link_slots[second, 0]]
+        mag[links] = np.linalg.norm(u + np.sign(red.chain_s[c]) * v) / 2
+    return red.init(1.0) * mag
 
 
 @functools.partial(jax.jit, static_argnames=("graph", "node", "nonlinearity"))

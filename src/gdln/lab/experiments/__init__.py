@@ -13,12 +13,13 @@ from pathlib import Path
 from gdln.errors import ConfigError
 from gdln.lab.experiments._base import Check, Experiment, Outcome, flatten, jsonable, load, verdict, write
 
-#: Experiment names in the order of the papers' figures, Paper A (GDLN), Paper B (GGDLN), then
-#: Paper A's naturalistic route tasks
+#: Experiment names in the order of the papers' figures, Paper A (GDLN), Paper B (GGDLN), Paper A's
+#: naturalistic route tasks, then ReLU networks explained by their pathways (``gdln.explain``)
 #: (``gdln reproduce all`` runs them all).
 NAMES = ("xor", "contextual", "routing", "race", "sharing-fraction", "init-scale", "ggdln-width", "ggdln-depth",
          "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask",
-         "routes-mnist", "routes-digits", "routes-cifar")
+         "routes-mnist", "routes-digits", "routes-cifar", "relu-contexts", "relu-context-number", "relu-depth",
+         "relu-xor", "relu-routing")
 
 
 def get(name: str) -> Experiment:
