@@ -21,6 +21,7 @@ from gdln.ggdln import (
     sample_posterior,
     solve,
     stable_step,
+    theory,
 )
 
 
@@ -251,3 +252,30 @@ def test_solve_polishes_where_the_line_search_stalls():
     task = binary_digits(100, 10, pca=30)
     r = solve(GGDLN.linear(30, (50,)), task.X, task.Y, 0.01, 2.0)
     assert r.residual < 1e-9 and r.V[0][0, 0] == pytest.approx(0.5798068, rel=1e-6)
+
+
+def test_free_energy_reads_v_in_the_convention_solve_reports():
+    """free_energy(..., solve(...).V) is the solution's F (symmetric convention both ways). With gated
+    upper layers (U_2 a 2 x 2 matrix, not a scalar) the solver's internal Cholesky reading of the same
+    V gives another F. V = I gives the GP's F, and the solution is a minimum."""
+    rng = np.random.default_rng(1)
+    N0, P, T = 12, 30, 0.05
+    X = rng.standard_normal((P, N0))
+    Y = np.sign(X[:, 0] * X[:, 1] + 0.3 * rng.standard_normal(P))
+    net = GGDLN(N0, (15, 15), tuple(GlobalGates.halfspace(k, m, N0) for k, m in enumerate((2, 3, 2))))
+    r = solve(net, X, Y, T)
+    V = [jnp.asarray(v) for v in r.V]
+    F = float(theory.free_energy(net, X, Y, T, 1.0, V))
+    assert abs(F - r.free_energy) < 1e-9 * (1 + abs(F))
+    Xj = jnp.asarray(X)
+    cholesky = float(theory._F(V, theory._base(net, Xj, Xj, 1.0), theory._path_gates(net, Xj)[0], jnp.asarray(Y), T,
+                               net.widths, theory._counts(net)))
+    assert abs(cholesky - F) > 1e-4  # the pitfall the convention removes
+    gp = float(theory.free_energy(net, X, Y, T, 1.0, [jnp.eye(v.shape[0]) for v in r.V]))
+    A = np.asarray(gp_kernel(net, X, X, 1.0)) + T * np.eye(P)
+    assert abs(gp - (0.5 * Y @ np.linalg.solve(A, Y) + 0.5 * np.linalg.slogdet(A)[1])) < 1e-9 * (1 + abs(gp))
+    assert F < gp
+    for k in range(len(V)):  # moving either V_l off the solution raises F
+        moved = list(V)
+        moved[k] = V[k] + 0.05 * jnp.eye(V[k].shape[0])
+        assert float(theory.free_energy(net, X, Y, T, 1.0, moved)) > F

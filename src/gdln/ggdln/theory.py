@@ -13,7 +13,8 @@ The minimum of F over positive-definite V_l does not depend on which factor R is
 factor rotates V_l, leaving ln det V_l and Tr V_l unchanged); the spec's symmetric square root is
 one choice, and the Cholesky factor, used here, is smooth where eigenvalues repeat (at V = I). V_l
 is reported in the symmetric convention. F is minimised over Cholesky factors of the V_l (log
-diagonal) by L-BFGS with autodiff gradients; each evaluation costs one P x P Cholesky
+diagonal) by L-BFGS with autodiff gradients (:func:`free_energy` takes V_l in the reported,
+symmetric convention); each evaluation costs one P x P Cholesky
 factorisation (and its reverse pass). Saddle-point residuals |dF/dV_l| and the sum rule
 N_l Tr(I - V_l) = Tr(K_R S), S = A^-1 - A^-1 Y Y^T A^-1, are checked at the solution.
 
@@ -153,11 +154,19 @@ def generalisation(mean, variance, Yt) -> dict[str, float]:
 
 
 def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array], task=None) -> jax.Array:
-    """F(V) of the module docstring (one P x P Cholesky factorisation)."""
+    """F(V) of the module docstring, with V_l in the spec's symmetric convention, the one
+    :func:`solve` reports: U_L = V_L, U_l = S V_l S with S = (U_{l+1} (x) I_{M_{l+1}})^{1/2} the
+    symmetric square root. So ``free_energy(..., solve(...).V)`` is the solution's F. Differentiable
+    in V; one P x P Cholesky factorisation and one eigendecomposition of each U_{l+1}."""
     require_float64("gdln.ggdln.free_energy")
     X = jnp.asarray(X)
-    return _F(V, _base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], jnp.asarray(Y, X.dtype), T,
-              net.widths, _counts(net))
+    U = [V[-1]]
+    for layer, count in zip(range(len(V) - 2, -1, -1), reversed(_counts(net))):
+        w, Q = jnp.linalg.eigh(U[0])
+        S = jnp.kron((Q * jnp.sqrt(w)) @ Q.T, jnp.eye(count, dtype=U[0].dtype))
+        U.insert(0, S @ V[layer] @ S)
+    K = _kernel(_base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], U[0])
+    return _free_energy(K, jnp.asarray(Y, X.dtype), T, V, net.widths)
 
 
 def _free_energy(K, Y, T, V, widths):
