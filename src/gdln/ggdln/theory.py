@@ -57,13 +57,20 @@ def _counts(net: GGDLN) -> tuple[int, ...]:
     return tuple(g.count for g in net.gates[1:-1])
 
 
-def _us(V: list[jax.Array], counts: tuple[int, ...]) -> list[jax.Array]:
-    """[U_1, ..., U_L] from the V_l, with Cholesky factors R_{l+1} = chol(U_{l+1}) (x) I_{M_{l+1}}."""
+def _us(V: list[jax.Array], counts: tuple[int, ...], root=jnp.linalg.cholesky) -> list[jax.Array]:
+    """[U_1, ..., U_L] from the V_l: U_l = R_{l+1} V_l R_{l+1}^T with R_{l+1} = root(U_{l+1}) (x) I_{M_{l+1}},
+    ``root`` the Cholesky factor (the solver's convention) or :func:`_sqrt`, the symmetric one (the spec's)."""
     U = [V[-1]]
     for layer in range(len(V) - 2, -1, -1):
-        R = jnp.kron(jnp.linalg.cholesky(U[0]), jnp.eye(counts[layer], dtype=U[0].dtype))
+        R = jnp.kron(root(U[0]), jnp.eye(counts[layer], dtype=U[0].dtype))
         U.insert(0, R @ V[layer] @ R.T)
     return U
+
+
+def _sqrt(U: jax.Array) -> jax.Array:
+    """The symmetric square root of a positive-definite U."""
+    w, Q = jnp.linalg.eigh(U)
+    return (Q * jnp.sqrt(w)) @ Q.T
 
 
 def _unpack(z, sizes: tuple[int, ...]) -> list[jax.Array]:
@@ -161,12 +168,7 @@ def free_energy(net: GGDLN, X, Y, T: float, sigma2: float, V: list[jax.Array], t
     in V; one P x P Cholesky factorisation and one eigendecomposition of each U_{l+1}."""
     require_float64("gdln.ggdln.free_energy")
     X = jnp.asarray(X)
-    U = [V[-1]]
-    for layer, count in zip(range(len(V) - 2, -1, -1), reversed(_counts(net))):
-        w, Q = jnp.linalg.eigh(U[0])
-        S = jnp.kron((Q * jnp.sqrt(w)) @ Q.T, jnp.eye(count, dtype=U[0].dtype))
-        U.insert(0, S @ V[layer] @ S)
-    K = _kernel(_base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], U[0])
+    K = _kernel(_base(net, X, X, sigma2, task, task), _path_gates(net, X, task)[0], _us(V, _counts(net), _sqrt)[0])
     return _free_energy(K, jnp.asarray(Y, X.dtype), T, V, net.widths)
 
 

@@ -110,6 +110,17 @@ def rows(study: Study, s: Multitask) -> list[dict]:
     return out
 
 
+def agreements(per_seed: list[dict]) -> dict[str, dict[str, float]]:
+    """The per-seed loss agreements (:func:`rows`) over seeds: mean of the means, largest max; the
+    hand-wired GDLN's too where there is one."""
+    out = {"agreement": {"mean": np.mean([r["agreement"]["mean"] for r in per_seed]),
+                         "max": max(r["agreement"]["max"] for r in per_seed)}}
+    if all("baseline_agreement" in r for r in per_seed):
+        out["hand_wired_agreement"] = {"mean": np.mean([r["baseline_agreement"]["mean"] for r in per_seed]),
+                                       "max": max(r["baseline_agreement"]["max"] for r in per_seed)}
+    return out
+
+
 def common_checks(per_seed: list[dict], s: Multitask, *, mean: float, worst: float,
                   shared_first: bool = True) -> list[Check]:
     """The claims every contextual study makes, on its per-seed rows; ``mean`` / ``worst``: the bounds

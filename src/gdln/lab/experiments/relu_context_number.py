@@ -71,8 +71,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     mean_lead = leads.mean(axis=2)  # (C, network)
     summary = {"seeds": {f"C{C}": per_c[C] for C in s.contexts},
                "lead": {"relu": mean_lead[:, 0], "gdln": mean_lead[:, 1], "contexts": list(s.contexts)},
-               "agreement": {f"C{C}": {"mean": np.mean([r["agreement"]["mean"] for r in per_c[C]]),
-                                       "max": max(r["agreement"]["max"] for r in per_c[C])} for C in s.contexts}}
+               "agreement": {f"C{C}": mt.agreements(per_c[C])["agreement"] for C in s.contexts}}
     checks = [
         Check("common_first_relu", float(leads[:, 0].min()), 1.0,
               "the common block is learned before the context blocks, for every C and seed (ReLU network)", op=">"),

@@ -25,13 +25,8 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     per_seed = mt.rows(study, s)
     subsets = 2 ** s.contexts - 1
     formed = [sum(n.count("+") >= s.contexts - 2 for n in r["sizes"]) for r in per_seed]  # shared + pairs
-    agree = np.array([[r["agreement"]["mean"], r["agreement"]["max"]] for r in per_seed])
-    hand = np.array([[r["baseline_agreement"]["mean"], r["baseline_agreement"]["max"]] for r in per_seed])
-    summary = {
-        "lr": study.lr, "seeds": per_seed,
-        "agreement": {"mean": agree[:, 0].mean(), "max": agree[:, 1].max()},
-        "hand_wired_agreement": {"mean": hand[:, 0].mean(), "max": hand[:, 1].max()},
-        "pathways": {"mean": np.mean([r["pathways"] for r in per_seed]), "subsets": subsets}}
+    summary = {"lr": study.lr, "seeds": per_seed, **mt.agreements(per_seed),
+               "pathways": {"mean": np.mean([r["pathways"] for r in per_seed]), "subsets": subsets}}
     checks = [
         Check("shared_and_pair_pathways", float(np.mean(np.array(formed) == 1 + s.contexts * (s.contexts - 1) // 2)),
               1.0, "every seed forms the pathway on in all contexts and one per pair of contexts", op=">="),

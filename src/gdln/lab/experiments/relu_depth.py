@@ -26,10 +26,8 @@ class Settings(mt.Multitask):
 def compute(s: Settings, progress: bool | None = None) -> Outcome:
     study = mt.explain(s, s.contexts, layers=s.layers, progress=progress)
     per_seed = mt.rows(study, s)
-    agree = np.array([[r["agreement"]["mean"], r["agreement"]["max"]] for r in per_seed])
     layers = [{n.split(":")[0] for n in r["sizes"]} for r in per_seed]
-    summary = {"lr": study.lr, "seeds": per_seed,
-               "agreement": {"mean": agree[:, 0].mean(), "max": agree[:, 1].max()}}
+    summary = {"lr": study.lr, "seeds": per_seed, **mt.agreements(per_seed)}
     checks = [
         Check("pathways_in_every_layer", float(np.mean([len(v) == s.layers for v in layers])), 1.0,
               "every hidden layer forms pathways, in every seed", op=">="),

@@ -74,11 +74,6 @@ def _weights(result, M: int) -> tuple[np.ndarray, np.ndarray]:
     return W1, np.stack([result.weights[f"dec{j}"] for j in range(M)], 2)
 
 
-def _errors(outputs: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Per-route error: the mean over items x features of the squared error (routing.py's)."""
-    return ((outputs - Y) ** 2).mean((-2, -1))
-
-
 def _by_mode(outputs: np.ndarray, Y: np.ndarray, routes: np.ndarray) -> np.ndarray:
     """Per-route error on ``routes`` (mask) split over the task's item modes (root, branch, leaves:
     the left singular vectors of Y, equal singular values together); sums to the mean route error.
@@ -112,7 +107,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                           linear_opts, progress=progress)
     epoch, R = relu.epoch, len(relu.epoch)
     W = {"relu": _weights(relu, M), "linear": _weights(linear, M), "linear_two_layers": _weights(deep_run, M)}
-    errors = {k: _errors(_outputs(*w, X, None if k == "relu" else 1.0), Y) for k, w in W.items()}
+    errors = {k: analysis.route_errors(_outputs(*w, X, None if k == "relu" else 1.0), Y) for k, w in W.items()}
     # the trainer's loss is the sum of the trained routes' errors (paper units): the route errors' check
     loss_gap = max(float(np.max(np.abs(errors[k][..., mask].sum(-1) - kappa * run.loss) / (kappa * run.loss[:, :1])))
                    for k, run in (("relu", relu), ("linear", linear), ("linear_two_layers", deep_run)))
@@ -151,7 +146,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                                  edge_gates=data.edge_gates)
             run = gdln.train(graph, gated, params[k], linear_opts, progress=False)
             loss = kappa * run.loss[0]
-            err = _errors(_outputs(*(w[0] for w in _weights(run, M)), X, gates), Y)
+            err = analysis.route_errors(_outputs(*(w[0] for w in _weights(run, M)), X, gates), Y)
             agree = gdln.loss_agreement(relu_loss[k], loss)
             sw_vars["agreement_mean"][k, c], sw_vars["agreement_max"][k, c] = agree["mean"], agree["max"]
             sw_vars["final_loss_relative_difference"][k, c] = loss[-1] / relu_loss[k, -1] - 1
