@@ -4,7 +4,9 @@ import sys
 
 from . import (
     gate_plan,
+    ggdln_accuracy,
     ggdln_langevin,
+    ggdln_task,
     ggdln_theory,
     moment_vs_data,
     reduction_vs_full,
@@ -27,6 +29,8 @@ BENCHMARKS = {
     "sweep_scaling": (sweep_scaling, "Scaling: vmapped seeds, points batched by a sweep, Dask workers"),
     "ggdln_theory": (ggdln_theory, "GGDLN kernel renormalisation: solve time vs P"),
     "ggdln_langevin": (ggdln_langevin, "GGDLN: theory vs Langevin estimate of eps_g"),
+    "ggdln_task": (ggdln_task, "GGDLN: GP test errors of candidate binary tasks (which task shows gating)"),
+    "ggdln_accuracy": (ggdln_accuracy, "GGDLN: theory vs Langevin-sampled networks against width and depth"),
     "routes": (routes, "Route tasks: batched all-routes trainer vs per-route loop; moment vs data space (MSE)"),
 }
 

@@ -1,6 +1,6 @@
 """GGDLN kernel renormalisation theory: solve time vs P.
 
-MNIST 0-4 vs 5-9 (PCA 30), two hidden layers of N = P (alpha = 1), 3 half-space
+The Paper B studies' task (odd vs even MNIST digits, PCA 30), two hidden layers of N = P (alpha = 1), 3 half-space
 gates each, ungated readout (V_1 3 x 3, V_2 1 x 1), T = 0.1. ``solve s`` is a warm call (compiled
 for that P by a first call); ``solve / (evals x chol)`` is the cost per F evaluation in units of one
 P x P Cholesky factorisation (jax.scipy cho_factor, warm), whose flop count is P^3 / 3.
@@ -17,8 +17,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from gdln.datasets.images import binary_digits
 from gdln.ggdln import GGDLN, GlobalGates, solve, theory
+from gdln.lab.experiments._ggdln import Digits
 
 from .common import best_of
 
@@ -35,10 +35,10 @@ def network(N0: int, N: int) -> GGDLN:
     return GGDLN(N0, (N, N), (GlobalGates.halfspace(0, 3, N0), GlobalGates.halfspace(1, 3, N0), GlobalGates.ones(N0)))
 
 
-def run(sizes=(100, 200, 400, 800, 1600, 3200)) -> list[dict]:
+def run(sizes=(100, 200, 400, 1000, 2000)) -> list[dict]:
     rows = []
     for P in sizes:
-        task = binary_digits(P, 100, pca=30)
+        task = Digits(P=P, P_test=100).task()
         net = network(task.N0, P)
         solve(net, task.X, task.Y, 0.1)  # compile for this P
         t = time.perf_counter()

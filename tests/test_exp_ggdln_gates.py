@@ -1,5 +1,5 @@
-"""Paper B, error vs number of gates (gdln reproduce ggdln-gates, quick: P = 100, M in {1, 4, 16, 64},
-Langevin at M = 4)."""
+"""Paper B, error vs number of gates (gdln reproduce ggdln-gates, quick: P = 100 and 400, M in
+{1, 4, 16, 64}, Langevin at P = 100, M = 4)."""
 
 import numpy as np
 import pytest
@@ -50,3 +50,19 @@ def test_error_approaches_relu(run):
     for name in ("theory", "gp"):
         e = s["error"][name]
         assert np.allclose(np.array(e["bias"]) + np.array(e["variance"]), e["error"])
+
+
+def test_gates_move_the_network_from_linear_towards_relu_with_P(run):
+    """At every P more gates lower the theory's error from M = 1 to the largest M; with more data
+    the GGDLN with 64 gates moves from below the deep linear network (P = 100: worse than linear) to
+    above it (P = 400), towards the ReLU network; the panel keeps the references per P."""
+    per = run["summary"]["per_size"]
+    for P in ("100", "400"):
+        assert per[P]["theory_error"][-1] < per[P]["theory_error"][0]
+        assert per[P]["relu_gp_error"] < per[P]["gp_infinite_gates_error"]
+    assert per["100"]["between_dln_and_relu"] < 0 < per["400"]["between_dln_and_relu"] < 1
+    assert per["400"]["dln_theory_error"] - min(per["400"]["theory_error"]) > 0.01
+    ds = run["panels"]["gates"]
+    assert list(ds.P.values) == [100, 400]
+    assert np.isnan(ds.error.sel(P=400, estimate="langevin")).all()
+    assert ds.dln.dims == ("P", "estimate", "part") and ds.relu.dims == ("P", "estimate", "part")

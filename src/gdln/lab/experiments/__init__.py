@@ -17,7 +17,7 @@ from gdln.lab.experiments._base import Check, Experiment, Outcome, flatten, json
 #: naturalistic route tasks, then ReLU networks explained by their pathways (``gdln.explain``)
 #: (``gdln reproduce all`` runs them all).
 NAMES = ("xor", "contextual", "routing", "race", "sharing-fraction", "init-scale", "ggdln-width", "ggdln-depth",
-         "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask",
+         "ggdln-regularisation", "ggdln-gates", "ggdln-unsupervised-gates", "ggdln-multitask", "ggdln-descent",
          "routes-mnist", "routes-digits", "routes-cifar", "relu-contexts", "relu-context-number", "relu-depth",
          "relu-xor", "relu-routing")
 

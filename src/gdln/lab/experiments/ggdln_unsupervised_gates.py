@@ -22,7 +22,7 @@ from gdln import ggdln
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, one_layer, points_bar,
+    ESTIMATES, PARTS, LowVsHigh, agreement, comparison, dataset, draw, estimate, langevin_checks, one_layer, points_bar,
 )
 
 FAMILIES = ("random", "pca", "kmeans")
@@ -38,7 +38,7 @@ def family_gates(family: str, X, M: int, seed: int) -> ggdln.GlobalGates:
 
 
 @dataclass(frozen=True)
-class Settings(Digits):
+class Settings(LowVsHigh):
     P: int = 100
     width: int = 60
     gates: tuple[int, ...] = (1, 2, 4, 8, 16, 30)   # pca needs M <= min(P, N0)
