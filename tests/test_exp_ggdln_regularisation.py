@@ -1,6 +1,6 @@
 """Paper B, generalisation vs L2 strength and temperature (gdln reproduce ggdln-regularisation,
-quick): the gated network's non-monotonic error in T against the deep linear network's monotonic
-one, the variance growing with sigma^2, and theory vs Langevin."""
+quick: P = 100 and 400): the gated network's non-monotonic error in T against the deep linear
+network's monotonic one, the variance growing with sigma^2, and theory vs Langevin (P = 100)."""
 
 import numpy as np
 import pytest
@@ -28,24 +28,29 @@ def test_theory_matches_langevin_and_gp_misses_the_variance(run):
 
 
 def test_non_monotonic_in_temperature(run):
-    """Error vs T at fixed sigma^2: the gated network's has an interior minimum (too small a T
-    interpolates the training set with its M^L N0 > P features, too large a T washes the fit out);
-    the deep linear network's (P > N0: least squares is well determined) increases monotonically."""
+    """Error vs T at fixed sigma^2, at P = 100 and 400: the gated network's has an interior minimum
+    (too small a T fits the training set with its M^L N0 = 240 features, too large a T washes the
+    fit out); the deep linear network's (P > N0: least squares is well determined) increases
+    monotonically."""
     s = run[0]["summary"]["vs_T"]
-    g = s["ggdln"]["error"]
-    assert not g["monotonic"] and 0 < g["argmin_index"] < len(s["grid"]) - 1
-    assert s["dln"]["error"]["increasing"]
-    assert g["min"] < min(s["ggdln"]["curve"]["error"][0], s["ggdln"]["curve"]["error"][-1]) - 0.05
+    for P in ("100", "400"):
+        g = s["per_size"][P]["ggdln"]["error"]
+        curve = s["per_size"][P]["ggdln"]["curve"]["error"]
+        assert not g["monotonic"] and 0 < g["argmin_index"] < len(s["grid"]) - 1
+        assert s["per_size"][P]["dln"]["error"]["increasing"]
+        assert g["min"] < min(curve[0], curve[-1]) - 0.05
 
 
 def test_variance_vs_sigma2(run):
     """vs sigma^2 at fixed T the gated network's variance grows steadily (by more than 5x over the
-    grid) while the deep linear network's saturates (P > N0: bounded by about T N0 / P)."""
+    grid at P = 100, 2x at P = 400) while the deep linear network's saturates (P > N0: bounded by about T N0 / P)."""
     top = run[0]["summary"]
     s = top["vs_sigma2"]
-    g, d = np.array(s["ggdln"]["curve"]["variance"]), np.array(s["dln"]["curve"]["variance"])
-    assert np.all(np.diff(g) > 0) and g[-1] > 5 * g[0]
-    assert d[-1] < 1.5 * d[0] and d.max() < 1.5 * s["T"] * top["N0"] / top["P"]
+    for P in top["sizes"]:
+        curves = s["per_size"][str(P)]
+        g, d = np.array(curves["ggdln"]["curve"]["variance"]), np.array(curves["dln"]["curve"]["variance"])
+        assert np.all(np.diff(g) > 0) and g[-1] > (5 if P == 100 else 2) * g[0]
+        assert d[-1] < 1.1 * d[-2] and d.max() < 1.5 * s["T"] * top["N0"] / P  # saturated
 
 
 def test_axes_and_figure(run):
@@ -55,4 +60,6 @@ def test_axes_and_figure(run):
     p = data["panels"]
     assert list(p["sigma2"].sigma2.values) == list(s.sigma2s) and p["sigma2"].attrs["T"] == s.T
     assert list(p["T"].T.values) == list(s.temperatures) and p["T"].attrs["sigma2"] == s.sigma2
+    assert list(p["T"].P.values) == list(s.sizes) == [100, 400]
+    assert np.isnan(p["T"].error.sel(P=400, estimate="langevin")).all()
     assert (folder / "ggdln-regularisation.png").stat().st_size > 10_000

@@ -244,7 +244,7 @@ EXPERIMENT = Experiment(
     figure="Paper B: generalisation vs number of gates",
     description="GGDLN error vs number of gates M at P = 100, 400, 1000: theory, GP, Langevin; between the deep linear "
                 "and the ReLU network; kernel distances",
-    runtime="~2 min",
+    runtime="~1.5 min",
     settings=Settings,
     quick={"sizes": [100, 400], "gates": [1, 4, 16, 64], "langevin": [4], "relu_langevin": False, "burn_in": 5.0, "duration": 5.0,
            "samples": 50},

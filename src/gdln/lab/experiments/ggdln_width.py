@@ -136,7 +136,7 @@ EXPERIMENT = Experiment(
     figure="Paper B: generalisation vs width",
     description="GGDLN bias/variance/error vs width N for L = 1, 2, 3 at P = 100, 400, 1000: theory, GP limit, "
                 "Langevin; DLN reference",
-    runtime="~6 min",
+    runtime="~7 min",
     settings=Settings,
     quick={"sizes": [100, 400], "depths": [1], "alphas": [5.0, 1.0, 0.2], "langevin": [[1, 20]], **QUICK_LANGEVIN},
     compute=compute,
