@@ -26,22 +26,26 @@ def test_theory_matches_langevin_and_gp_misses_the_variance(run):
 
 
 def test_depth_trends(run):
-    """At fixed alpha the finite-width variance exceeds the GP's by a factor that grows with depth
+    """At every P and fixed alpha the finite-width variance exceeds the GP's by a factor that grows with depth
     (each layer adds a renormalised order parameter); the gated network's error depends on depth,
     the deep linear network's hardly (its kernel is K0 times a scalar at every depth)."""
     s = run[0]["summary"]
-    for a, v in s["per_alpha"].items():
-        ratio = np.array(v["variance_over_gp"])
-        assert np.all(ratio > 1) and np.all(np.diff(ratio) > 0), (a, ratio)
-        assert v["dln_error_range"] < 0.005
-        assert np.ptp(v["ggdln"]["error"]) > 0.03
+    for P, size in s["per_size"].items():
+        for a, v in size["per_alpha"].items():
+            ratio = np.array(v["variance_over_gp"])
+            assert np.all(ratio > 1) and np.all(np.diff(ratio) > 0), (P, a, ratio)
+            assert v["dln_error_range"] < 0.005
+            assert np.ptp(v["ggdln"]["error"]) > 0.03
 
 
 def test_axes_and_figure(run):
-    """The x axis is the depth L of the settings; N = P / alpha; the figure exists."""
+    """The x axis is the depth L of the settings; N = P / alpha at every P; Langevin only at the
+    smallest P; the figure exists."""
     data, folder = run
     s = get("ggdln-depth").resolve(quick=True)
     ds = data["panels"]["depth"]
     assert list(ds.depth.values) == list(s.depths)
-    assert np.allclose(ds.N.values, s.P / np.array(s.alphas))
+    assert list(ds.P.values) == list(s.sizes) == [100, 400]
+    assert np.array_equal(ds.N.values, np.round(np.outer(s.sizes, 1 / np.array(s.alphas))))
+    assert np.isnan(ds.error.sel(P=400, estimate="langevin")).all()
     assert (folder / "ggdln-depth.png").stat().st_size > 10_000
