@@ -121,7 +121,7 @@ EXPERIMENT = Experiment(
                 "GP, Langevin; DLN",
     runtime="~5 min",
     settings=Settings,
-    quick={"sizes": [100, 400], "depths": [1, 2, 3], "alphas": [2.0], "langevin": [[2, 2.0]], **QUICK_LANGEVIN},
+    quick={"sizes": [100, 400], "depths": [1, 2], "alphas": [2.0], "langevin": [[1, 2.0]], **QUICK_LANGEVIN},
     compute=compute,
     plot=plot,
 )
