@@ -55,14 +55,6 @@ class Digits:
                              negative=self.negative, pca=self.pca, seed=self.seed)
 
 
-@dataclass(frozen=True)
-class LowVsHigh(Digits):
-    """The earlier task, digits 0-4 (-1) vs 5-9 (+1), kept by the studies not yet moved to parity."""
-
-    positive: tuple[int, ...] = (5, 6, 7, 8, 9)
-    negative: tuple[int, ...] = (0, 1, 2, 3, 4)
-
-
 def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | None = None,
              sigma2: float | None = None, key: int = 0, tasks: tuple | None = None) -> dict:
     """Bias, variance and error of ``net`` (GGDLN or ReLU network) on ``task`` by the theory (GGDLN
@@ -119,6 +111,12 @@ def gated(N0: int, depth: int, width: int, gates: int, seed: int = 0) -> ggdln.G
         return ggdln.GGDLN.linear(N0, (width,) * depth)
     layers = [ggdln.GlobalGates.halfspace(100 * seed + layer, gates, N0) for layer in range(1, depth + 1)]
     return ggdln.GGDLN(N0, (width,) * depth, (*layers, ggdln.GlobalGates.ones(N0)))
+
+
+def widths(sizes, alphas) -> np.ndarray:
+    """N = P / alpha, rounded, for every P of ``sizes`` (rows) and alpha of ``alphas`` (columns): the
+    widths of the studies that hold the load factor fixed across P."""
+    return np.round(np.outer(sizes, 1 / np.asarray(alphas, float))).astype(int)
 
 
 def points_bar(total: int, progress: bool | None):

@@ -18,6 +18,7 @@ import numpy as np
 from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
     ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
+    widths,
 )
 
 
@@ -43,7 +44,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     ds = dataset(np.array(error), {"P": list(s.sizes), "alpha": list(s.alphas), "net": ["ggdln", "dln"],
                                    "depth": list(s.depths)},
                  T=s.T, sigma2=s.sigma2, gates=s.gates, readout="ungated", units="mean squared error on +-1 labels")
-    ds = ds.assign_coords(N=(("P", "alpha"), np.round(np.outer(s.sizes, 1 / np.array(s.alphas))).astype(int)))
+    ds = ds.assign_coords(N=(("P", "alpha"), widths(s.sizes, s.alphas)))
     rows = agreement(ds.error.sel(P=s.sizes[0], net="ggdln"), ("depth", "alpha"))
     per_size = {}
     for P in s.sizes:

@@ -32,7 +32,7 @@ from gdln import BinaryTask, ggdln
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, LowVsHigh, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer,
+    ESTIMATES, PARTS, Digits, agreement, comparison, dataset, draw, estimate, langevin_checks, nested, one_layer,
     points_bar,
 )
 
@@ -71,9 +71,9 @@ def overlap(m: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Settings(LowVsHigh):
-    source: str = "digits"    # sklearn's 8x8 digits: an easier base task than the MNIST subset at small P
-    P: int = 50               # training examples per task
+class Settings(Digits):
+    source: str = "digits"    # sklearn's 8x8 digits: enough images for 125 per task and 300 test
+    P: int = 125              # training examples per task: the union of 1, 2, 4, 8 tasks holds 125 to 1000
     P_test: int = 300         # test examples per task
     width: int = 60
     per_task: int = 8         # k: gates per task
@@ -171,9 +171,9 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
               "shared gates (no task id) degrade the GP error by more than twice as much", op=">"),
         Check("error_growth.theory.shared", growth["theory"]["shared"], growth["theory"]["disjoint"],
               "at finite width too, shared gates degrade more than disjoint ones", op=">"),
-        *(Check(f"overlap.{e}.shared_minus_disjoint", summary["overlap"][e][-1] - summary["overlap"][e][0], 0.05,
-                f"sharing every gate is worse than disjoint subsets by more than 0.05 ({e})", op=">")
-          for e in ("theory", "gp")),
+        *(Check(f"overlap.{e}.shared_minus_disjoint", summary["overlap"][e][-1] - summary["overlap"][e][0], margin,
+                f"sharing every gate is worse than disjoint subsets by more than {margin} ({e})", op=">")
+          for e, margin in (("theory", 0.05), ("gp", 0.03))),
     ]
     return Outcome({"multitask": ds, "overlap": ov}, summary, checks)
 
@@ -210,7 +210,7 @@ def plot(outcome: Outcome, s: Settings, folder) -> list:
                        fontsize=7, textcoords="offset points", xytext=(-4, -13 if disjoint else 7))
         d.set(xlabel="mean overlap |S_t ∩ S_u| / √(|S_t||S_u|)", ylabel="test error, mean over tasks",
               title=f"(d) {ov.attrs['tasks']} tasks, M = {ov.attrs['gates']}: error vs overlap (labels: |S_t|)")
-        d.legend(fontsize=7, loc="center right")
+        d.legend(fontsize=7, loc="upper left")
         fig.suptitle(f"GGDLN with task-conditioned gates on permuted copies of one task ({ds.attrs['P_per_task']} "
                      f"training examples each), one hidden layer N = {ds.attrs['N']}, T = {ds.attrs['T']:g}, "
                      f"σ² = {ds.attrs['sigma2']:g}; band in (c): spread of the theory's error over tasks", fontsize=9)
@@ -221,7 +221,7 @@ EXPERIMENT = Experiment(
     name="ggdln-multitask",
     figure="Paper B: multi-task capacity with task-conditioned gates",
     description="GGDLN on permuted tasks: error vs number of tasks and gate overlap (disjoint/random/shared)",
-    runtime="~1 min",
+    runtime="~3 min",
     settings=Settings,
     quick={"P": 50, "P_test": 300, "per_task": 8, "tasks": [1, 2, 4], "overlap_sizes": [8, 16, 32],
            "langevin": [[2, "disjoint"]], "burn_in": 5.0, "duration": 5.0, "samples": 50},

@@ -16,6 +16,7 @@ import numpy as np
 from gdln.lab.experiments._base import Check, Experiment, Outcome, largest
 from gdln.lab.experiments._ggdln import (
     ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
+    widths,
 )
 
 
@@ -41,7 +42,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
     ds = dataset(np.array(error), {"P": list(s.sizes), "depth": list(s.depths), "net": ["ggdln", "dln"],
                                    "alpha": list(s.alphas)},
                  T=s.T, sigma2=s.sigma2, gates=s.gates, readout="ungated", units="mean squared error on +-1 labels")
-    ds = ds.assign_coords(N=(("P", "alpha"), np.round(np.outer(s.sizes, 1 / np.array(s.alphas))).astype(int)))
+    ds = ds.assign_coords(N=(("P", "alpha"), widths(s.sizes, s.alphas)))
     small = ds.error.sel(P=s.sizes[0], net="ggdln").swap_dims(alpha="N")
     rows = agreement(small, ("depth", "N"))
     e = ds.error.sel(estimate="theory", part="error")
