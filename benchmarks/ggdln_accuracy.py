@@ -11,11 +11,10 @@ the docs quote (docs/ggdln-theory.md).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
-from gdln.ggdln import generalisation, gp_kernel, gp_predict, sample_posterior, solve
-from gdln.lab.experiments._ggdln import Digits, gated
+from gdln.ggdln import generalisation, sample_posterior, solve
+from gdln.lab.experiments._ggdln import Digits, gated, gp
 
 COLUMNS = ["L", "N", "alpha", "Langevin variance", "theory variance gap %", "s.e. %", "Langevin error",
            "theory error gap %", "s.e. % ", "GP variance gap %"]
@@ -30,9 +29,7 @@ def run(depths=(1, 2, 3), widths=(20, 30, 60), gates: int = 4, P: int = 100) -> 
         for N in widths:
             net = gated(task.N0, L, N, gates)
             theory = solve(net, task.X, task.Y, T).generalisation(task.X_test, task.Y_test)
-            k = gp_kernel(net, task.X, np.concatenate([task.X, task.X_test]))
-            kdiag = jnp.diag(gp_kernel(net, task.X_test, task.X_test))
-            gp = generalisation(*gp_predict(k[:, :P], k[:, P:], kdiag, task.Y, T), task.Y_test)
+            limit = generalisation(*gp(net, task, T), task.Y_test)
             post = sample_posterior(net, task.X, task.Y, task.X_test, T=T, chains=CHAINS, burn_in=20 / T,
                                     duration=40 / T, step=0.2, key=N + 100 * L)
             mean, variance = post.chains()  # (chains, Q)
@@ -43,5 +40,5 @@ def run(depths=(1, 2, 3), widths=(20, 30, 60), gates: int = 4, P: int = 100) -> 
             rows.append({"L": L, "N": N, "alpha": P / N, "Langevin variance": sampled["variance"],
                          "theory variance gap %": 100 * gap["variance"], "s.e. %": 100 * se["variance"],
                          "Langevin error": sampled["error"], "theory error gap %": 100 * gap["error"],
-                         "s.e. % ": 100 * se["error"], "GP variance gap %": 100 * (gp["variance"] - sampled["variance"]) / sampled["variance"]})
+                         "s.e. % ": 100 * se["error"], "GP variance gap %": 100 * (limit["variance"] - sampled["variance"]) / sampled["variance"]})
     return rows

@@ -8,11 +8,9 @@ network, at P = 100, 400 and 1000 (T = 0.1, sigma^2 = 1, 800 test images). The c
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from gdln.datasets.images import binary_digits
-from gdln.ggdln import ReLUNetwork, generalisation, gp_kernel, gp_predict
-from gdln.lab.experiments._ggdln import gated
+from gdln.ggdln import ReLUNetwork, generalisation
+from gdln.lab.experiments._ggdln import gated, gp
 
 TASKS = {"0-4 vs 5-9": ((5, 6, 7, 8, 9), (0, 1, 2, 3, 4)), "odd vs even": ((1, 3, 5, 7, 9), (0, 2, 4, 6, 8)),
          "3,5,8 vs 0,6,9": ((3, 5, 8), (0, 6, 9))}
@@ -28,8 +26,6 @@ def run(sizes=(100, 400, 1000), T: float = 0.1) -> list[dict]:
                 row = {"task": name, "inputs": f"PCA {pca}" if pca else "pixels", "P": P}
                 for label, net in (("DLN", gated(task.N0, 1, 100, 0)), ("M = 4", gated(task.N0, 1, 100, 4)),
                                    ("M = 16", gated(task.N0, 1, 100, 16)), ("ReLU", ReLUNetwork(task.N0, (100,)))):
-                    K, k = gp_kernel(net, task.X, task.X), gp_kernel(net, task.X, task.X_test)
-                    kdiag = jnp.diag(gp_kernel(net, task.X_test, task.X_test))
-                    row[label] = generalisation(*gp_predict(K, k, kdiag, task.Y, T), task.Y_test)["error"]
+                    row[label] = generalisation(*gp(net, task, T), task.Y_test)["error"]
                 rows.append(row)
     return rows

@@ -328,8 +328,14 @@ def gp_predict(K: jax.Array, k: jax.Array, kdiag: jax.Array, Y, T: float) -> tup
     """Posterior mean and variance of a Gaussian process with kernel matrix ``K`` (P, P) on the
     training inputs, ``k`` (P, Q) between training and test inputs and ``kdiag`` (Q,) at the test
     inputs, noise variance ``T``:  mean = k^T A^-1 Y,  var = kdiag - diag(k^T A^-1 k),  A = K + T I
-    (one Cholesky factorisation)."""
-    A = jax.scipy.linalg.cho_factor(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
-    mean = k.T @ jax.scipy.linalg.cho_solve(A, jnp.asarray(Y, K.dtype))
-    var = kdiag - jnp.sum(k * jax.scipy.linalg.cho_solve(A, k), axis=0)
-    return mean, var
+    (one Cholesky factorisation, then :func:`predict_from_factor`)."""
+    L = jnp.linalg.cholesky(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
+    return predict_from_factor(L, jax.scipy.linalg.cho_solve((L, True), jnp.asarray(Y, K.dtype)), k, kdiag)
+
+
+@jax.jit
+def predict_from_factor(L: jax.Array, alpha: jax.Array, k: jax.Array, kdiag: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The GP predictor given the lower Cholesky factor ``L`` of A = K + T I and alpha = A^-1 Y:
+    mean k^T alpha and variance kdiag - |L^-1 k|^2 (one triangular solve, P^2 Q)."""
+    w = jax.scipy.linalg.solve_triangular(L, k, lower=True)
+    return k.T @ alpha, kdiag - jnp.sum(w * w, axis=0)

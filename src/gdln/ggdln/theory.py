@@ -34,7 +34,7 @@ import scipy.optimize
 
 from gdln.core.linalg import require_float64
 from gdln.errors import GdlnError
-from gdln.ggdln.model import GGDLN
+from gdln.ggdln.model import GGDLN, predict_from_factor
 
 
 def _path_gates(net: GGDLN, X, task=None) -> list[jax.Array]:
@@ -147,7 +147,7 @@ class Renormalisation:
     def predict(self, Xt, task=None) -> tuple[np.ndarray, np.ndarray]:
         """Predictor mean k_R^T A^-1 Y and variance K_R(x, x) - k_R^T A^-1 k_R at test inputs, from
         the solution's factor of A (a triangular solve, P^2 Q; no new factorisation)."""
-        mean, var = _posterior(self.factor, self.alpha, *self.test_kernel(Xt, task))
+        mean, var = predict_from_factor(self.factor, self.alpha, *self.test_kernel(Xt, task))
         return np.asarray(mean), np.asarray(var)
 
     def generalisation(self, Xt, Yt, task=None) -> dict[str, float]:
@@ -202,30 +202,20 @@ def _fit_jvp(primals, tangents):
 
 
 def _at(z, base, gamma1, Y, T, widths, sizes, counts):
-    """Everything :func:`solve` reports at the minimiser ``z``, in one compiled program that factorises
-    A = K_R + T I once: F, the largest |Sym dF/dV_l| entry, Tr(K_R S) (the sum rule's right side),
+    """Everything :func:`solve` reports at the minimiser ``z``, in one compiled program: F, the largest |Sym dF/dV_l| entry, Tr(K_R S) (the sum rule's right side),
     the V_l (Cholesky convention) and U_l, K_R, the factor of A and alpha = A^-1 Y (kept for predict)."""
     V = _unpack(z, sizes)
     U = _us(V, counts)
     K = _kernel(base, gamma1, U[0])
     L = jnp.linalg.cholesky(K + T * jnp.eye(K.shape[0], dtype=K.dtype))
     alpha = jax.scipy.linalg.cho_solve((L, True), Y)
-    F = _free_energy(K, Y, T, V, widths)
-    dV = jax.grad(_F)(V, base, gamma1, Y, T, widths, counts)
+    F, dV = jax.value_and_grad(_F)(V, base, gamma1, Y, T, widths, counts)
     residual = jnp.max(jnp.stack([jnp.max(jnp.abs(d + d.T)) / 2 for d in dV]))  # V is symmetric: Sym(dF/dV)
     rhs = jnp.trace(jax.scipy.linalg.cho_solve((L, True), K)) - alpha @ K @ alpha  # Tr(K_R S), no explicit inverse
     return F, residual, rhs, V, U, K, L, alpha
 
 
 _solution = jax.jit(_at, static_argnames=("sizes", "counts"))
-
-
-@jax.jit
-def _posterior(L, alpha, k, kdiag):
-    """Predictor mean k^T alpha and variance kdiag - |L^-1 k|^2 from the stored factor of A: one
-    triangular solve (P^2 Q), no new factorisation."""
-    w = jax.scipy.linalg.solve_triangular(L, k, lower=True)
-    return k.T @ alpha, kdiag - jnp.sum(w * w, axis=0)
 
 
 def solve(net: GGDLN, X, Y, T: float, sigma2: float = 1.0, *, task=None, tol: float = 1e-7) -> Renormalisation:

@@ -55,6 +55,16 @@ class Digits:
                              negative=self.negative, pca=self.pca, seed=self.seed)
 
 
+def gp(net, task: BinaryTask, T: float, sigma2: float = 1.0, tasks: tuple | None = None):
+    """The infinite-width (GP) predictor's mean and variance at ``task``'s test inputs (``tasks``:
+    training and test task ids, for task-conditioned gates)."""
+    tr, te = (None, None) if tasks is None else tasks
+    K = ggdln.gp_kernel(net, task.X, task.X, sigma2, tr, tr)
+    k = ggdln.gp_kernel(net, task.X, task.X_test, sigma2, tr, te)
+    kdiag = jnp.diag(ggdln.gp_kernel(net, task.X_test, task.X_test, sigma2, te, te))
+    return ggdln.gp_predict(K, k, kdiag, task.Y, T)
+
+
 def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | None = None,
              sigma2: float | None = None, key: int = 0, tasks: tuple | None = None) -> dict:
     """Bias, variance and error of ``net`` (GGDLN or ReLU network) on ``task`` by the theory (GGDLN
@@ -77,10 +87,7 @@ def estimate(net, task: BinaryTask, s: Digits, *, langevin: bool, T: float | Non
         theory = ggdln.solve(net, task.X, task.Y, T, sigma2, task=tr)
         record(0, *theory.predict(task.X_test, te))
         result["V"] = theory.V
-    K = ggdln.gp_kernel(net, task.X, task.X, sigma2, tr, tr)
-    k = ggdln.gp_kernel(net, task.X, task.X_test, sigma2, tr, te)
-    kdiag = jnp.diag(ggdln.gp_kernel(net, task.X_test, task.X_test, sigma2, te, te))
-    record(1, *ggdln.gp_predict(K, k, kdiag, task.Y, T))
+    record(1, *gp(net, task, T, sigma2, tasks))
     if langevin:
         scale = sigma2 / T
         post = ggdln.sample_posterior(net, task.X, task.Y, task.X_test, T=T, sigma2=sigma2, key=key,
@@ -136,6 +143,12 @@ def sweep(points, task, s: Digits, progress: bool | None = None) -> np.ndarray:
             out[k] = estimate(net, task, s, langevin=langevin, T=T, sigma2=sigma2, key=s.seed + k)["error"]
             bar.update()
     return out
+
+
+def sweep_sizes(tasks: dict, points, s: Digits, progress: bool | None = None) -> np.ndarray:
+    """:func:`sweep` on every training set of ``tasks`` (P -> task) over the points ``points(P, task)``
+    builds for it: errors (len(tasks), points, estimate, part)."""
+    return np.array([sweep(points(P, task), task, s, progress) for P, task in tasks.items()])
 
 
 def dataset(error: np.ndarray, coords: dict, estimates: tuple[str, ...] = ESTIMATES, **attrs) -> xr.Dataset:

@@ -17,8 +17,8 @@ import numpy as np
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
-    widths,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks,
+    sweep_sizes, widths,
 )
 
 
@@ -33,15 +33,15 @@ class Settings(Digits):
 
 def compute(s: Settings, progress: bool | None = None) -> Outcome:
     sampled = {(int(L), float(a)) for L, a in s.langevin}
-    error, description = [], None
-    for P in s.sizes:
-        task = s.task(P)
-        description = description or task.description
-        points = [(gated(task.N0, L, round(P / a), M, s.seed), M > 0 and P == s.sizes[0] and (L, float(a)) in sampled,
-                   s.T, s.sigma2) for a in s.alphas for M in (s.gates, 0) for L in s.depths]
-        error.append(sweep(points, task, s, progress).reshape(len(s.alphas), 2, len(s.depths), len(ESTIMATES),
-                                                              len(PARTS)))
-    ds = dataset(np.array(error), {"P": list(s.sizes), "alpha": list(s.alphas), "net": ["ggdln", "dln"],
+    tasks, N = {P: s.task(P) for P in s.sizes}, dict(zip(s.sizes, widths(s.sizes, s.alphas)))
+
+    def points(P, task):
+        return [(gated(task.N0, L, int(n), M, s.seed), M > 0 and P == s.sizes[0] and (L, float(a)) in sampled, s.T,
+                 s.sigma2) for a, n in zip(s.alphas, N[P]) for M in (s.gates, 0) for L in s.depths]
+
+    error = sweep_sizes(tasks, points, s, progress).reshape(len(s.sizes), len(s.alphas), 2, len(s.depths),
+                                                           len(ESTIMATES), len(PARTS))
+    ds = dataset(error, {"P": list(s.sizes), "alpha": list(s.alphas), "net": ["ggdln", "dln"],
                                    "depth": list(s.depths)},
                  T=s.T, sigma2=s.sigma2, gates=s.gates, readout="ungated", units="mean squared error on +-1 labels")
     ds = ds.assign_coords(N=(("P", "alpha"), widths(s.sizes, s.alphas)))
@@ -66,7 +66,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
         gp = ds.error.sel(P=P, alpha=s.alphas[0], net="ggdln", estimate="gp")
         per_size[str(P)] = {"per_alpha": per_alpha, "gp": {p: gp.sel(part=p).values for p in PARTS},
                             "gp_best_depth": s.depths[int(np.argmin(gp.sel(part="error").values))]}
-    summary = {"task": description, "sizes": list(s.sizes), "T": s.T, "sigma2": s.sigma2, "gates": s.gates,
+    summary = {"task": tasks[s.sizes[0]].description, "sizes": list(s.sizes), "T": s.T, "sigma2": s.sigma2, "gates": s.gates,
                "depths": list(s.depths), "per_size": per_size, **comparison(rows)}
     flat = [v for size in per_size.values() for v in size["per_alpha"].values()]
     ratios = np.array([v["variance_over_gp"] for v in flat])  # (P x alpha, depth)

@@ -20,7 +20,8 @@ import numpy as np
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome, smallest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks,
+    sweep_sizes,
 )
 
 
@@ -57,12 +58,12 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                                        ("T", s.temperatures, s.langevin_temperatures, {"sigma2": s.sigma2})):
         def at(v):  # (T, sigma2) of a grid value
             return (s.T, v) if name == "sigma2" else (v, s.sigma2)
-        error = []
-        for P, task in tasks.items():
-            points = [(net, is_gated and P == s.sizes[0] and v in sampled, *at(v))
-                      for is_gated, net in zip((True, False), nets) for v in grid]
-            error.append(sweep(points, task, s, progress).reshape(2, len(grid), len(ESTIMATES), len(PARTS)))
-        ds = dataset(np.array(error), {"P": list(s.sizes), "net": ["ggdln", "dln"], name: list(grid)}, N=s.width,
+        def points(P, task):
+            return [(net, is_gated and P == s.sizes[0] and v in sampled, *at(v))
+                    for is_gated, net in zip((True, False), nets) for v in grid]
+
+        error = sweep_sizes(tasks, points, s, progress).reshape(len(s.sizes), 2, len(grid), len(ESTIMATES), len(PARTS))
+        ds = dataset(error, {"P": list(s.sizes), "net": ["ggdln", "dln"], name: list(grid)}, N=s.width,
                      depth=s.depth, gates=s.gates, units="mean squared error on +-1 labels", **fixed)
         panels[name] = ds
         rows = agreement(ds.error.sel(P=s.sizes[0], net="ggdln"), (name,))

@@ -15,8 +15,8 @@ import numpy as np
 
 from gdln.lab.experiments._base import Check, Experiment, Outcome, largest
 from gdln.lab.experiments._ggdln import (
-    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks, sweep,
-    widths,
+    ESTIMATES, PARTS, QUICK_LANGEVIN, Digits, agreement, comparison, dataset, draw, gated, langevin_checks,
+    sweep_sizes, widths,
 )
 
 
@@ -30,16 +30,16 @@ class Settings(Digits):
 
 
 def compute(s: Settings, progress: bool | None = None) -> Outcome:
-    shape = (len(s.depths), 2, len(s.alphas), len(ESTIMATES), len(PARTS))
     sampled = {tuple(p) for p in s.langevin}
-    error, description = [], None
-    for P in s.sizes:
-        task = s.task(P)
-        description = description or task.description
-        points = [(gated(task.N0, L, round(P / a), M, s.seed), M > 0 and P == s.sizes[0] and (L, round(P / a)) in sampled,
-                   s.T, s.sigma2) for L in s.depths for M in (s.gates, 0) for a in s.alphas]
-        error.append(sweep(points, task, s, progress).reshape(shape))
-    ds = dataset(np.array(error), {"P": list(s.sizes), "depth": list(s.depths), "net": ["ggdln", "dln"],
+    tasks, N = {P: s.task(P) for P in s.sizes}, dict(zip(s.sizes, widths(s.sizes, s.alphas)))
+
+    def points(P, task):
+        return [(gated(task.N0, L, int(n), M, s.seed), M > 0 and P == s.sizes[0] and (L, int(n)) in sampled, s.T,
+                 s.sigma2) for L in s.depths for M in (s.gates, 0) for n in N[P]]
+
+    error = sweep_sizes(tasks, points, s, progress).reshape(len(s.sizes), len(s.depths), 2, len(s.alphas),
+                                                           len(ESTIMATES), len(PARTS))
+    ds = dataset(error, {"P": list(s.sizes), "depth": list(s.depths), "net": ["ggdln", "dln"],
                                    "alpha": list(s.alphas)},
                  T=s.T, sigma2=s.sigma2, gates=s.gates, readout="ungated", units="mean squared error on +-1 labels")
     ds = ds.assign_coords(N=(("P", "alpha"), widths(s.sizes, s.alphas)))
@@ -66,7 +66,7 @@ def compute(s: Settings, progress: bool | None = None) -> Outcome:
                                                     / x.sel(net="ggdln", estimate="gp", part="variance")[0]),
             }
         per_size[str(P)] = per_depth
-    summary = {"task": description, "sizes": list(s.sizes), "T": s.T, "sigma2": s.sigma2, "gates": s.gates,
+    summary = {"task": tasks[s.sizes[0]].description, "sizes": list(s.sizes), "T": s.T, "sigma2": s.sigma2, "gates": s.gates,
                "alphas": list(s.alphas), "per_size": per_size,
                "gated_minus_linear_best_error": {str(P): dict(zip(map(str, s.depths), row)) for P, row in
                                                  zip(s.sizes, advantage)},
