@@ -10,6 +10,8 @@ data-space full-batch GD for MSE.
 2. Full-batch GD on MSE (linear, biases), 4,000 training images per domain: ``train_routes`` on the
    images (data space) and on each domain's moments (at most N0 + 1 effective rows per domain);
    ``max |dloss|`` is the largest difference of the recorded losses (float64).
+3. The paper's scale, M = 100 (:func:`paper_scale`): one batch per trained route against one batch
+   per input domain (``batch_per="domain"``, the shared-prefix step of ``gdln reproduce routes-mnist``).
 
 Steps per second of ``train_routes`` are marginal rates from two run lengths; ``setup s`` is the
 fixed cost of a call (data to the device, building the moments, evaluation).
@@ -123,9 +125,32 @@ def moment_vs_data(task, steps: int = 100, K: int = 5, H: int = 64) -> list[dict
     return rows
 
 
+def paper_scale(steps: int = 40, H: int = 64) -> list[dict]:
+    """M = 100 domains (PCA 100), 2 runs: a batch of 8 per trained route (K decoders gathered per
+    domain) against a batch of 8 per input domain (every decoder in one dense contraction). Both
+    draw 8 images per route and step, so steps/s is epochs/s up to the same factor."""
+    task = route_task("mnist", 100, pca=100)
+    params = init_routes(task, H, [0, 1], (1e-3,), dtype=jnp.float32)
+    rows = []
+    for K in (10, 50):
+        base = None
+        for per in ("route", "domain"):
+            def call(n, per=per, K=K):
+                opts = RouteOptions(steps=n, lr=1.0, records=1, eval_examples=100, batch_per=per)
+                return train_routes(task, gdln.consecutive(100, K), params, opts)
+
+            per_step, fixed = marginal(call, steps, 4 * steps)
+            base = base or per_step
+            rows.append({"case": f"M = 100, K = {K}, 2 runs: batch per {per}", "rows per domain": (K if per == "route"
+                         else 1) * 8, "steps/s": 1 / per_step, "examples/s": 2 * 100 * K * 8 / per_step,
+                         "GFLOP/s": float("nan"), "speed-up": base / per_step, "setup s": fixed,
+                         "max |dloss|": float("nan")})
+    return rows
+
+
 def run() -> list[dict]:
     pixels = route_task("mnist", 10)
     rows = batched_vs_loop(pixels)
     for pca in (None, 50):
         rows += moment_vs_data(pixels if pca is None else route_task("mnist", 10, pca=pca))
-    return rows
+    return rows + paper_scale()

@@ -8,6 +8,8 @@ from gdln import ggdln
 from gdln.lab.experiments import load, reproduce
 from gdln.lab.experiments.ggdln_multitask import masks, overlap
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

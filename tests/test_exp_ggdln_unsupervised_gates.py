@@ -7,6 +7,8 @@ import pytest
 from gdln import ggdln
 from gdln.lab.experiments import get, load, reproduce
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -9,6 +9,8 @@ import pytest
 import gdln
 from gdln.lab import experiments
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 
 @pytest.fixture(scope="module", params=["relu-contexts", "relu-context-number", "relu-depth"])
 def run(request):

@@ -111,7 +111,8 @@ def test_cifar_reads_a_local_folder_or_skips_with_a_message(tmp_path):
 
 def test_full_scale_sweep_example_resolves_to_routes_mnist_runs():
     """examples/routes-mnist-full.yaml: 6 experiment points (3 seed pairs x 2 nonlinearities) of
-    routes-mnist on the full IDX files, every other setting the experiment's default."""
+    routes-mnist on the full IDX files, every other setting the experiment's default (M = 100); and
+    examples/routes-mnist-leak.yaml: 5 points, each changing one cause of the threshold."""
     from pathlib import Path
 
     from gdln.lab import sweep as sw
@@ -122,9 +123,13 @@ def test_full_scale_sweep_example_resolves_to_routes_mnist_runs():
     defaults = get("routes-mnist").settings()
     for p in sweep.points:
         s = p.config.settings
-        assert s["source"] == "mnist-idx" and s["steps"] == 60000 and s["ks"] == list(defaults.ks)
-        assert s["gains"] == list(defaults.gains) and s["lr"] == defaults.lr
+        assert s["source"] == "mnist-idx" and s["steps"] == 15000 and s["ks"] == list(defaults.ks)
+        assert s["gains"] == list(defaults.gains) and s["lr"] == defaults.lr and s["modules"] == 100
     assert {tuple(p.config.settings["nonlinearities"]) for p in sweep.points} == {("linear",), ("leaky_relu",)}
+    leak = sw.load(Path(__file__).parents[1] / "examples" / "routes-mnist-leak.yaml")
+    changed = [{k: v for k, v in p.config.settings.items() if v != getattr(defaults, k, None) and
+                k not in ("ks", "k_gain", "gains", "nonlinearities")} for p in leak.points]
+    assert changed == [{"slope": 0.1}, {"slope": 0.3}, {"gain": 0.1}, {"loss": "mse"}, {"loss": "mse"}]
 
 
 def test_mnist_with_a_data_folder_reads_the_full_idx_files(tmp_path):
@@ -157,3 +162,45 @@ def test_gate_table_patterns_train_k_routes_per_input_domain():
     assert _mask(Routes(pattern="band"), 3)[5].nonzero()[0].tolist() == [4, 5, 6]
     with pytest.raises(ConfigError, match="pattern 'diagonal'"):
         _mask(Routes(pattern="diagonal"), 2)
+
+
+def test_threshold_interpolates_the_last_crossing_of_the_level():
+    """The transfer threshold: the K/M where zero-shot / trained accuracy reaches the level for good,
+    linear between the last grid point below it and the next; the first fraction if none is below,
+    NaN if the last one is; rows of a batch are independent."""
+    from gdln.lab.experiments._routes import threshold
+
+    f = np.array([0.1, 0.2, 0.3, 0.4])
+    ratios = np.array([[0.5, 0.97, 0.9, 1.0],     # dips below after a first crossing: the last one counts
+                       [0.96, 0.97, 0.99, 1.0],   # never below
+                       [0.5, 0.8, 0.9, 0.94]])    # never reaches the level
+    np.testing.assert_allclose(threshold(ratios, f, 0.95), [0.35, 0.1, np.nan])
+    assert threshold(ratios[0], f, 0.95) == pytest.approx(0.35)
+
+
+def test_threshold_fit_and_its_bootstrap_recover_a_known_threshold():
+    """Per-image accuracies drawn around known ratio curves (thresholds 0.30 and 0.25, 2 seeds,
+    2,000 images): the fitted thresholds are within 0.02 of the truth, the bootstrap's 95% interval
+    holds the value and has a width of 0.01-0.1, and the paired difference is 0.05 +- 0.02."""
+    import xarray as xr
+
+    from gdln.lab.experiments._routes import fit_thresholds
+
+    rng = np.random.default_rng(0)
+    f = np.arange(1, 10) / 10
+    n = 2000
+    truth = {"linear": 0.30, "leaky_relu": 0.25}
+    trained = np.ones((2, 9, 2, n))
+    untrained = np.stack([np.stack([rng.random((2, n)) < min(1.0, 0.95 + 0.5 * (x - truth[nl])) for x in f])
+                          for nl in truth]).astype(float)
+    images = xr.Dataset({"trained": (("nonlinearity", "k", "seed", "image"), trained),
+                         "untrained": (("nonlinearity", "k", "seed", "image"), untrained)},
+                        coords={"nonlinearity": list(truth), "k": np.arange(1, 10), "seed": [0, 1]})
+    fits = fit_thresholds(images, f, 0.95, resamples=300)
+    for nl, t in truth.items():
+        fit = fits[nl]
+        assert abs(fit["value"] - t) < 0.02, fit
+        assert fit["ci95"][0] <= fit["value"] <= fit["ci95"][1] and 0.01 < fit["ci95"][1] - fit["ci95"][0] < 0.1
+        assert len(fit["seeds"]) == 2 and fit["se"] >= fit["bootstrap_sd"]
+    assert fits["difference"]["of"] == "linear - leaky_relu"
+    assert fits["difference"]["value"] == pytest.approx(0.05, abs=0.02)

@@ -228,6 +228,7 @@ def test_sum_rule_residuals_and_gp_limit():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_theory_matches_langevin_sampled_network_and_beats_the_gp():
     """The proof that the theory is right: a gated network (N0 = 30, P = 40, one hidden layer of
     N = 40, 3 half-space gates in both layers, sigma^2 = 1, T = 0.05) sampled by Langevin dynamics,

@@ -138,6 +138,7 @@ def two_layer():
     return net, X, Y, Xt
 
 
+@pytest.mark.slow
 def test_two_layer_theory_matches_the_sampled_network(two_layer):
     """8 chains x 400 time units after 200 of burn-in, step 0.2 x the stability limit. The theory's
     mean test variance is within 3 chain-to-chain standard errors (plus 2%) of the sampled one, and

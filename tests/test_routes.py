@@ -42,6 +42,11 @@ def test_rotation_is_anticlockwise_about_the_centre_and_exact_at_180_degrees():
     assert np.array_equal(rotate(X, (28, 28), 360), X)
     rgb = np.random.default_rng(1).random((2, 3 * 4 * 4))  # channels rotate together, channel-major kept
     assert np.allclose(rotate(rgb, (3, 4, 4), 180).reshape(2, 3, 4, 4), rgb.reshape(2, 3, 4, 4)[..., ::-1, ::-1])
+    from scipy.ndimage import rotate as nd_rotate  # the rotation matrix reproduces scipy's image by image
+
+    for shape, images in (((28, 28), X), ((3, 4, 4), rgb)):
+        ref = nd_rotate(images.reshape(-1, *shape), 37.5, axes=(-1, -2), reshape=False, order=1)
+        np.testing.assert_allclose(rotate(images, shape, 37.5), ref.reshape(len(images), -1), atol=1e-12)
 
 
 def test_sequences_cannot_be_rotated_and_unknown_options_are_named():
@@ -108,7 +113,9 @@ def test_batched_forward_equals_the_core_network_on_route_gates(task):
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), to_graph_params(p), core))
     opts = RouteOptions(steps=1, lr=0.1, nonlinearity="leaky_relu", slope=0.1)
     M = task.modules
-    out = route_outputs(p, hidden_activity(p, jnp.asarray(task.X), opts), jnp.broadcast_to(jnp.arange(M), (M, M)))
+    h = hidden_activity(p, jnp.asarray(task.X), opts)
+    out = route_outputs(p, h, jnp.broadcast_to(jnp.arange(M), (M, M)))
+    np.testing.assert_allclose(route_outputs(p, h, None), out, atol=1e-12)  # every decoder, one dense contraction
     for i, j in itertools.product(range(M), range(M)):
         inputs = {f"x{k}": task.X[i] * (k == i) for k in range(M)}
         gates = {f"enc{k}": jnp.full(120, float(k == i)) for k in range(M)}
@@ -189,6 +196,38 @@ def test_runs_train_independently_and_minibatches_are_seeded(task):
     np.testing.assert_allclose(a.time, 0.05 * a.step / (1 - 0.9))
     ds = a.to_xarray()
     assert ds.accuracy_test.dims == ("run", "step", "input", "output") and ds.trained.values.sum() == 6
+
+
+@pytest.mark.parametrize("nonlinearity", ["linear", "leaky_relu"])
+def test_a_batch_per_domain_is_the_same_loss_as_per_route(task, nonlinearity):
+    """With batch_size = N each epoch is one step on every image, so SGD with one batch per input
+    domain (every decoder in one dense contraction, weighted by the mask) and with one batch per route
+    (the trained decoders gathered) both equal full-batch GD, to 1e-10 (float64, a ragged mask)."""
+    mask = np.array([[1, 1, 0], [0, 1, 0], [1, 1, 1]], bool)
+    params = init_routes(task, 5, seeds=[0], gains=(0.5,))
+    opts = RouteOptions(steps=12, lr=0.3, batch_size=None, nonlinearity=nonlinearity, records=3, method="data")
+    full = train_routes(task, mask, params, opts)
+    for per in ("domain", "route"):
+        sgd = train_routes(task, mask, params, dataclasses.replace(opts, batch_size=120, batch_per=per))
+        assert np.abs(sgd.loss["test"] - full.loss["test"]).max() < 1e-10, per
+        diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), sgd.params, full.params)
+        assert max(jax.tree.leaves(diff)) < 1e-10, per
+
+
+def test_per_image_correctness_gives_the_recorded_accuracy(task):
+    """RouteResult.correct: (runs, M, M, images) booleans whose mean over images is the final
+    recorded accuracy of every route, on both splits; minibatches of 8 per input domain."""
+    params = init_routes(task, 4, seeds=[0, 1], gains=(0.3,))
+    r = train_routes(task, gdln.consecutive(3, 2), params, RouteOptions(steps=30, lr=0.1, batch_per="domain",
+                                                                           records=1))
+    for split, n in (("test", 60), ("train", 120)):
+        correct = r.correct(task, split)
+        assert correct.shape == (2, 3, 3, n) and correct.dtype == bool
+        np.testing.assert_allclose(correct.mean(-1), r.accuracy[split][:, -1], atol=1e-12)
+    with pytest.raises(UnsupportedError, match="split 'val'"):
+        r.correct(task, "val")
+    with pytest.raises(UnsupportedError, match="batch_per 'image'"):
+        RouteOptions(steps=5, lr=0.1, batch_per="image")
 
 
 def test_bad_input_is_named(task):

@@ -22,6 +22,8 @@ from gdln.lab.cli import app
 from gdln.lab.runner import run_batch
 from gdln.lab.store import read_run
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 GDLN = str(Path(sys.executable).with_name("gdln"))
 # Six points of one shape, one per task: each task trains 2 seeds for `steps` steps (about 0.7 s
 # once compiled), so a sweep lasts several task lengths and can be hit in the middle.

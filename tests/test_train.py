@@ -30,7 +30,7 @@ def _data_and_moment_gradients(g, data, params, affine):
 
 
 # ------------------------------------------------------- moment == data space
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_moment_gradient_equals_autograd_gradient(draw):
     """The exact identity: the moment-space loss differs from the data loss by a constant, so

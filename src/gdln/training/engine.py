@@ -106,7 +106,8 @@ class Layout:
       loss of the zero output, which bounds divergence;
     * ``shuffle(key, batch)``: a permutation (pytree of int arrays) for one epoch of minibatches;
     * ``take(batch, perm, start, size)``: the minibatch of ``size`` rows from position ``start``;
-    * ``record(params, batch, evals)``: the metrics kept at each record (a pytree).
+    * ``record(params, batch, evals)``: the metrics kept at each record (a pytree);
+    * ``reference(batch)``: the rows whose loss at step 0 sets the divergence bound (default: all).
     """
 
     def objective(self, params, batch) -> jax.Array:
@@ -120,6 +121,9 @@ class Layout:
 
     def record(self, params, batch, evals) -> dict:
         raise NotImplementedError
+
+    def reference(self, batch):
+        return batch
 
 
 class State(NamedTuple):
@@ -180,6 +184,7 @@ def _program(layout: Layout, momentum: float, batch_size: int | None, per_epoch:
         )
 
     def bound(s: State, batch) -> jax.Array:
+        batch = layout.reference(batch)
         loss0 = jax.vmap(layout.objective, in_axes=(0, None))(s.params, batch)
         null = layout.objective(jax.tree.map(lambda a: jnp.zeros_like(a[0]), s.params), batch)  # zero output
         return (divergence_factor * jnp.maximum(loss0, null)).astype(s.bound.dtype)
@@ -227,6 +232,7 @@ def run(layout: Layout, schedule: Schedule, state: State, batch, evals, *, examp
     counts = np.diff(schedule.recorded(), prepend=0).astype(np.int32)  # the first entry, 0 steps, records step 0
     chunk = max(1, math.ceil(len(counts) / 20))  # ~20 calls, so that a progress bar in steps can move
     padded = np.concatenate([counts, np.zeros(-len(counts) % chunk, np.int32)]).reshape(-1, chunk)
+    batch, evals = jax.device_put((batch, evals))  # once, not at every chunk
     state0, records = state, []
     with progress_bar(int(counts.sum()), progress, unit="step", desc="train") as bar:
         for c in padded:

@@ -24,7 +24,9 @@ gradient. Output domain j's targets are those of the base task with columns perm
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -69,8 +71,13 @@ class RouteOptions(Schedule):
     with momentum 0.9, ``batch_size`` 8 examples per trained route per step, 20 records after step
     0) plus the objective. Hashable: a static argument of the compiled loop.
 
-    ``batch_size=None`` is full-batch GD. ``method``: "auto" uses the moment-space trainer whenever
-    it is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
+    ``batch_size=None`` is full-batch GD. ``batch_per``: "route" draws ``batch_size`` images per
+    trained route and step (the paper's "batch 8 per task"); "domain" draws ``batch_size`` images per
+    input domain and step, seen by all of its trained routes, so the encoder and shared layers run
+    once per domain and image and a step costs O(M) encoder passes instead of O(M K) (the decoders
+    still run per route). Both are unbiased estimates of the same loss; an epoch is one pass over
+    the N images per route in both. ``method``: "auto" uses the moment-space trainer whenever it
+    is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
     used for the recorded train-split metrics (None: all).
     """
 
@@ -82,9 +89,12 @@ class RouteOptions(Schedule):
     slope: float = 0.01
     method: Literal["auto", "data", "moment"] = "auto"
     eval_examples: int | None = None
+    batch_per: Literal["route", "domain"] = "route"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.batch_per not in ("route", "domain"):
+            raise UnsupportedError(f"unknown batch_per {self.batch_per!r}; use route or domain")
         check_field(self, "slope", "a finite number", math.isfinite)
         check_field(self, "eval_examples", "a whole number >= 1 (or None)", lambda v: v >= 1, whole=True, optional=True)
         if self.loss not in ("cross_entropy", "mse"):
@@ -162,25 +172,35 @@ def hidden_activity(params: RouteParams, x: jax.Array, opts: RouteOptions, bias_
     return h
 
 
-def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array, bias_input=None) -> jax.Array:
+def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array | None, bias_input=None) -> jax.Array:
     """Outputs y_ij for decoders ``decoders`` (M, K): (M, K, B, C). ``h`` is (M, B, H) when every route
-    of input domain i sees the same inputs, or (M, K, B, H) when each route has its own batch."""
-    W = params.dec[decoders]  # (M, K, C, H): small, gathered once per step
-    y = jnp.einsum("ibh,ikch->ikbc" if h.ndim == 3 else "ikbh,ikch->ikbc", h, W)
+    of input domain i sees the same inputs, or (M, K, B, H) when each route has its own batch.
+    ``decoders=None``: every decoder on every input domain's ``h`` (M, B, H), (M, M, B, C), as one
+    dense contraction - cheaper than gathering K < M decoders per domain, whose gradient is a
+    scatter-add (4x slower at M = 100, K = 50 on a CPU)."""
+    if decoders is None:
+        y = jnp.einsum("ibh,jch->ijbc", h, params.dec)
+        b = params.b_dec[None, :, None, :] if params.affine else None
+    else:
+        W = params.dec[decoders]  # (M, K, C, H): small, gathered once per step
+        y = jnp.einsum("ibh,ikch->ikbc" if h.ndim == 3 else "ikbh,ikch->ikbc", h, W)
+        b = params.b_dec[decoders][:, :, None, :] if params.affine else None
     if params.affine:
-        b = params.b_dec[decoders][:, :, None, :]
         y = y + (b if bias_input is None else b * (bias_input[:, None, :, None] if h.ndim == 3
                                                     else bias_input[..., None]))
     return y
 
 
-def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array) -> jax.Array:
+def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array | None) -> jax.Array:
     """Targets of output domain j: columns of the base targets permuted, y'_k = y_{sigma_j^-1(k)}.
-    ``Y`` (M, B, C) or (M, K, B, C) -> (M, K, B, C)."""
-    cols = inverse[decoders][:, :, None, :]  # (M, K, 1, C)
-    if Y.ndim == 3:
-        Y = jnp.broadcast_to(Y[:, None], (Y.shape[0], decoders.shape[1], *Y.shape[1:]))
-    return jnp.take_along_axis(Y, jnp.broadcast_to(cols, Y.shape), axis=-1)
+    ``Y`` (M, B, C) or (M, K, B, C) -> (M, K, B, C); ``decoders=None``: every output domain, K = M.
+    A product with the permutation matrices P_j (P_j[c, k] = [c = sigma_j^-1(k)]): a small dense
+    contraction where a gather of every target would be an elementwise loop on a CPU."""
+    C = inverse.shape[-1]
+    P = (inverse[..., None, :] == jnp.arange(C)[:, None]).astype(Y.dtype)  # (M, C, C)
+    if decoders is None:
+        return jnp.einsum("ibc,jck->ijbk", Y, P)
+    return jnp.einsum("ibc,ikcl->ikbl" if Y.ndim == 3 else "ikbc,ikcl->ikbl", Y, P[decoders])
 
 
 class RouteBatch(NamedTuple):
@@ -196,28 +216,33 @@ class RouteBatch(NamedTuple):
 
 
 class Routes(NamedTuple):
-    """The trained routes as a table: input domain i trains decoders ``decoders[i, :]`` where ``valid``."""
+    """The trained routes as a table: input domain i trains decoders ``decoders[i, :]`` where ``valid``
+    (``decoders`` None: every decoder, and ``valid`` is the (M, M) mask)."""
 
-    decoders: np.ndarray  # (M, K) int
-    valid: np.ndarray     # (M, K) float
-    inverse: np.ndarray   # (M, C): sigma_j^-1
+    decoders: np.ndarray | None  # (M, K) int
+    valid: np.ndarray            # (M, K) float
+    inverse: np.ndarray          # (M, C): sigma_j^-1
 
 
-def trained_routes(mask: np.ndarray, label_maps: np.ndarray) -> Routes:
+def trained_routes(mask: np.ndarray, label_maps: np.ndarray, dense: bool = False) -> Routes:
     """The trained routes of ``mask`` (M x M) as a table of decoders per input domain, padded
-    (``valid`` = 0) where input domains train different numbers of routes."""
+    (``valid`` = 0) where input domains train different numbers of routes; ``dense``: every decoder,
+    weighted by the mask."""
     mask = explicit(mask)
     M = len(label_maps)
     if mask.shape != (M, M):
         raise GateError(f"route mask has shape {mask.shape}, the task has {M} input and {M} output domains")
     if not mask.any():
         raise GateError("route mask trains no route")
+    inverse = np.argsort(label_maps, axis=1).astype(np.int32)
+    if dense:
+        return Routes(None, mask.astype(float), inverse)
     K = int(mask.sum(1).max())
     decoders, valid = np.zeros((M, K), int), np.zeros((M, K))
     for i in range(M):
         js = np.flatnonzero(mask[i])
         decoders[i, : len(js)], valid[i, : len(js)] = js, 1.0
-    return Routes(decoders.astype(np.int32), valid, np.argsort(label_maps, axis=1).astype(np.int32))
+    return Routes(decoders.astype(np.int32), valid, inverse)
 
 
 def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: RouteOptions) -> jax.Array:
@@ -232,15 +257,21 @@ def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: Rout
 
 
 def evaluate(params: RouteParams, x: jax.Array, labels: jax.Array, label_maps: jax.Array,
-             opts: RouteOptions) -> tuple[jax.Array, jax.Array]:
-    """Mean loss and accuracy of every route (i, j) on inputs ``x`` (M, n, N0): two (M, M) arrays."""
-    M, C = label_maps.shape
-    decoders = jnp.broadcast_to(jnp.arange(M), (M, M))
-    y = route_outputs(params, hidden_activity(params, x, opts), decoders)  # (M, M, n, C)
+             opts: RouteOptions, *, per_example: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Mean loss and accuracy of every route (i, j) on inputs ``x`` (M, n, N0): two (M, M) arrays
+    (``per_example``: each example's loss and correctness, two (M, M, n) arrays). The hidden
+    activity is computed once per input domain and example, the decoders once per route."""
+    C = label_maps.shape[1]
+    y = route_outputs(params, hidden_activity(params, x, opts), None)  # (M, M, n, C)
     target = label_maps[:, labels]  # (M_out, n)
     loss = example_loss(opts.loss, {"y": y}, {"y": jax.nn.one_hot(target, C, dtype=y.dtype)[None]})
     correct = jnp.argmax(y, axis=-1) == target[None]
-    return loss.mean(-1), correct.mean(-1)
+    return (loss, correct) if per_example else (loss.mean(-1), correct.mean(-1))
+
+
+@functools.partial(jax.jit, static_argnames="opts")
+def _correct(params, x, labels, label_maps, opts):
+    return evaluate(params, x, labels, label_maps, opts, per_example=True)[1]
 
 
 # ------------------------------------------------------------------- batches
@@ -274,6 +305,9 @@ def moment_batch(task: RouteTask, affine: bool, dtype=np.float64) -> RouteBatch:
 
 
 # ------------------------------------------------------------------ the layout
+#: Rows per input domain whose initial loss sets a minibatch run's divergence bound.
+REFERENCE_ROWS = 256
+
 class RouteData(NamedTuple):
     """What the engine trains on: the rows of every input domain and the table of trained routes."""
 
@@ -285,20 +319,25 @@ class RouteData(NamedTuple):
 class RouteLayout(Layout):
     """The routing network stored stacked over domains (one run: ``enc`` (M, H, N0), ``dec`` (M, C, H),
     ``hid`` (L-1, H, H)): every trained route of a step in two einsums. Minibatches draw
-    ``batch_size`` rows per trained route, without replacement within each route's epoch."""
+    ``batch_size`` rows per trained route (``batch_per="route"``) or per input domain ("domain"),
+    without replacement within each route's (domain's) epoch."""
 
     options: RouteOptions
 
     def objective(self, params, batch: RouteData):
         return objective(params, batch.rows, batch.routes, self.options)
 
-    def shuffle(self, key, batch: RouteData):
+    def _draws(self, batch: RouteData) -> tuple[int, ...]:
+        """Shape of an epoch's permutation: (M, K, N) per trained route, (M, N) per input domain."""
         M, N = batch.rows.x.shape[:2]
-        return jnp.argsort(jax.random.uniform(key, (M, batch.routes.decoders.shape[1], N)), axis=-1)
+        return (M, batch.routes.decoders.shape[1], N) if self.options.batch_per == "route" else (M, N)
+
+    def shuffle(self, key, batch: RouteData):
+        return jnp.argsort(jax.random.uniform(key, self._draws(batch)), axis=-1)
 
     def take(self, batch: RouteData, perm, start, size):
-        idx = jax.lax.dynamic_slice_in_dim(perm, start, size, axis=2)  # (M, K, B)
-        at = lambda a: a[jnp.arange(a.shape[0])[:, None, None], idx]  # noqa: E731
+        idx = jax.lax.dynamic_slice_in_dim(perm, start, size, axis=perm.ndim - 1)  # (M, K, B) or (M, B)
+        at = lambda a: a[jnp.arange(a.shape[0]).reshape(-1, *(1,) * (idx.ndim - 1)), idx]  # noqa: E731
         rows = batch.rows
         return batch._replace(rows=RouteBatch(at(rows.x), at(rows.bias_input), at(rows.y),
                                               jnp.full(idx.shape, 1.0 / size, rows.weight.dtype),
@@ -306,6 +345,15 @@ class RouteLayout(Layout):
 
     def record(self, params, batch, evals):
         return {name: evaluate(params, x, labels, maps, self.options) for name, (x, labels, maps) in evals.items()}
+
+    def reference(self, batch: RouteData):
+        # Minibatch training: the first REFERENCE_ROWS images of each domain set the divergence bound,
+        # not all N (at M = 100 every decoder on every image is 10^8 outputs per run).
+        N = batch.rows.x.shape[1]
+        if self.options.batch_size is None or N <= REFERENCE_ROWS:
+            return batch
+        first = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), self._draws(batch))
+        return self.take(batch, first, 0, REFERENCE_ROWS)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -325,6 +373,16 @@ class RouteResult(Trajectory):
             return np.full(values.shape[:2], np.nan)
         return values[..., sel].mean(-1)
 
+    def correct(self, task: RouteTask, split: str = "test") -> np.ndarray:
+        """(runs, M, M, n) bool: whether the final network of each run labels image n of ``split``
+        ("train" or "test") correctly on route (i, j) - the per-image data behind a bootstrap."""
+        if split not in ("train", "test"):
+            raise UnsupportedError(f"unknown split {split!r}; use train or test")
+        x, labels = (task.X, task.labels) if split == "train" else (task.X_test, task.labels_test)
+        x = np.asarray(x, self.params.enc.dtype)
+        runs = [jax.tree.map(operator.itemgetter(r), self.params) for r in range(self.params.enc.shape[0])]
+        return np.stack([np.asarray(_correct(p, x, labels, task.label_maps, opts=self.options)) for p in runs])
+
     def to_xarray(self):
         """Every route's metrics as an :class:`xarray.Dataset` (dims run, step, input, output)."""
         import xarray as xr
@@ -342,12 +400,13 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     """Train every run of ``params`` (leading run axis, e.g. from :func:`init_routes`) on the routes
     of ``mask`` and record the loss and accuracy of all M^2 routes on the train and test splits.
 
-    Minibatches: each trained route draws ``batch_size`` of the N training images per step, without
-    replacement within an epoch (run r uses ``fold_in(PRNGKey(key), r)``). Raises
+    Minibatches: each trained route (``opts.batch_per="route"``) or each input domain ("domain")
+    draws ``batch_size`` of the N training images per step, without replacement within an epoch
+    (run r uses ``fold_in(PRNGKey(key), r)``). Raises
     :class:`~gdln.errors.DivergenceError` naming the runs whose loss became non-finite or exploded,
     with the largest stable step at the first one's lowest-loss point.
     """
-    routes = trained_routes(mask, task.label_maps)
+    routes = trained_routes(mask, task.label_maps, dense=opts.batch_per == "domain")
     if params.enc.ndim != 4:
         raise ShapeError(f"params need a leading run axis (see init_routes): encoders {params.enc.shape}")
     runs = params.enc.shape[0]
@@ -363,9 +422,9 @@ def train_routes(task: RouteTask, mask: np.ndarray, params: RouteParams, opts: R
     maps = np.asarray(task.label_maps)
     evals = {"train": (np.asarray(task.X[:, :n_eval], dtype), np.asarray(task.labels[:n_eval]), maps),
              "test": (np.asarray(task.X_test, dtype), np.asarray(task.labels_test), maps)}
-    K = routes.decoders.shape[1]
-    state = initial_state(jax.tree.map(np.asarray, params), np.zeros((runs, M, K, N) if opts.batch_size else (runs, 0),
-                                                                      np.int32),
+    per_route = (routes.decoders.shape[1],) if opts.batch_per == "route" else ()
+    perm = (runs, M, *per_route, N) if opts.batch_size else (runs, 0)
+    state = initial_state(jax.tree.map(np.asarray, params), np.zeros(perm, np.int32),
                           lr=np.full(runs, opts.lr), seed=np.arange(runs), key=key, momentum=opts.momentum)
     # The schedule and eval size only shape the host loop: runs that differ in them share a compilation.
     layout = RouteLayout(replace(opts, steps=1, lr=1.0, records=1, eval_examples=None))
