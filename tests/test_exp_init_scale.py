@@ -5,6 +5,8 @@ import pytest
 
 from gdln.lab.experiments import load, reproduce
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

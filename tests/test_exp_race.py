@@ -12,6 +12,8 @@ from gdln.lab.cli import app
 from gdln.theory import closed_form as cf
 from gdln.theory.reduction import chain_values
 
+pytestmark = pytest.mark.slow  # the long tier: `python -m pytest -m slow` (CI runs it)
+
 
 # ------------------------------------------------------------ library helpers
 @pytest.fixture(scope="module", params=[1, 4, 16])

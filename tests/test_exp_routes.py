@@ -19,6 +19,7 @@ def run(request, tmp_path_factory):
     return load(folder)
 
 
+@pytest.mark.slow
 def test_mse_full_batch_trains_in_moment_space_with_the_same_claims():
     """Squared error and full-batch GD (momentum 0.9, lr 0.02, 6,000 steps): the experiment trains
     on each domain's moments (<= N0 + 1 rows per domain). From K/M = 1/2 zero-shot accuracy is
@@ -90,6 +91,7 @@ def _fake_cifar(folder, per_batch=100, test=200, seed=0):
     (folder / "test_batch").write_bytes(pickle.dumps(batch(test)))
 
 
+@pytest.mark.slow
 def test_cifar_reads_a_local_folder_or_skips_with_a_message(tmp_path):
     with pytest.raises(SkippedError, match="--data FOLDER"):
         reproduce("routes-cifar", quick=True, progress=False)

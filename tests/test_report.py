@@ -84,6 +84,7 @@ def test_an_experiment_page_holds_verdicts_figures_summary_config_and_provenance
     assert "<script" not in text and "http" not in text.replace("http-equiv", "")  # self-contained, no network
 
 
+@pytest.mark.slow
 def test_race_and_sweep_folders_get_pages(folders):
     root = folders["root"]
     _invoke("race", root / "small.yaml", "--out", root / "race", "-q")

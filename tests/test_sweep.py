@@ -110,6 +110,7 @@ def test_tasks_batch_vectorised_fields_only():
     assert [len(t) for t in sw.parse({**SPEC, "zip": {"train.lr": [0.1, 0.2]}}).tasks()] == [4, 4]
 
 
+@pytest.mark.slow
 def test_serial_sweep_matches_separate_runs_and_resumes(tmp_path):
     sweep = sw.parse(SPEC)
     seen = []
