@@ -74,8 +74,9 @@ class RouteOptions(Schedule):
     ``batch_size=None`` is full-batch GD. ``batch_per``: "route" draws ``batch_size`` images per
     trained route and step (the paper's "batch 8 per task"); "domain" draws ``batch_size`` images per
     input domain and step, seen by all of its trained routes, so the encoder and shared layers run
-    once per domain and image and a step costs O(M) encoder passes instead of O(M K) (the decoders
-    still run per route). Both are unbiased estimates of the same loss; an epoch is one pass over
+    once per domain and image and a step costs O(M) encoder passes instead of O(M K); every decoder
+    then runs on every domain's activity, weighted by the mask. Both are unbiased estimates of the
+    same loss; an epoch is one pass over
     the N images per route in both. ``method``: "auto" uses the moment-space trainer whenever it
     is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
     used for the recorded train-split metrics (None: all).
