@@ -76,9 +76,8 @@ class RouteOptions(Schedule):
     input domain and step, seen by all of its trained routes, so the encoder and shared layers run
     once per domain and image and a step costs O(M) encoder passes instead of O(M K); every decoder
     then runs on every domain's activity, weighted by the mask. Both are unbiased estimates of the
-    same loss; an epoch is one pass over
-    the N images per route in both. ``method``: "auto" uses the moment-space trainer whenever it
-    is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
+    same loss; an epoch is one pass over the N images per route in both. ``method``: "auto" uses
+    the moment-space trainer whenever it is exact (MSE, linear, full batch). ``eval_examples`` caps the training images per domain
     used for the recorded train-split metrics (None: all).
     """
 
