@@ -11,7 +11,9 @@ data-space full-batch GD for MSE.
    images (data space) and on each domain's moments (at most N0 + 1 effective rows per domain);
    ``max |dloss|`` is the largest difference of the recorded losses (float64).
 3. The paper's scale, M = 100 (:func:`paper_scale`): one batch per trained route against one batch
-   per input domain (``batch_per="domain"``, the shared-prefix step of ``gdln reproduce routes-mnist``).
+   per input domain (``batch_per="domain"``, the shared-prefix step of ``gdln reproduce routes-mnist``);
+   and that step's loss + gradient written on permuted targets against the library's objective
+   (:func:`loss_forms`).
 
 Steps per second of ``train_routes`` are marginal rates from two run lengths; ``setup s`` is the
 fixed cost of a call (data to the device, building the moments, evaluation).
@@ -30,7 +32,7 @@ import gdln
 from gdln.datasets.routes import route_task
 from gdln.training.routes import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
 
-from .common import marginal
+from .common import best_of, marginal
 
 COLUMNS = ["case", "rows per domain", "steps/s", "examples/s", "GFLOP/s", "speed-up", "setup s", "max |dloss|"]
 
@@ -145,6 +147,45 @@ def paper_scale(steps: int = 40, H: int = 64) -> list[dict]:
                          else 1) * 8, "steps/s": 1 / per_step, "examples/s": 2 * 100 * K * 8 / per_step,
                          "GFLOP/s": float("nan"), "speed-up": base / per_step, "setup s": fixed,
                          "max |dloss|": float("nan")})
+    return rows + loss_forms(task, params)
+
+
+def loss_forms(task, params, K: int = 50, B: int = 8, repeats: int = 20) -> list[dict]:
+    """Loss + gradient of one step's batch (8 images per input domain, every decoder, M = 100, 2 runs):
+    the softmax cross-entropy on each route's permuted one-hot targets with classes on the minor axis
+    (the textbook form, and the library's until issue 19) against :func:`objective` (log-sum-exp over
+    classes ahead of the images, plus the cross term as one (M, C, H+1) contraction per domain pair)."""
+    from gdln.training.engine import example_loss
+    from gdln.training.routes import RouteBatch, objective, trained_routes
+
+    M, N, _ = task.X.shape
+    idx = np.random.default_rng(0).integers(0, N, (M, B))
+    labels = task.labels[idx]
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    batch = RouteBatch(f32(task.X[np.arange(M)[:, None], idx]), f32(np.ones((M, B))), f32(np.eye(task.classes)[labels]),
+                       f32(np.full((M, B), 1.0 / B)), f32(np.zeros(M)))
+    routes = trained_routes(gdln.consecutive(M, K), task.label_maps, dense=True)
+    routes = routes._replace(valid=jnp.asarray(routes.valid, jnp.float32))
+    opts = RouteOptions(steps=1, lr=1.0, batch_per="domain")
+    targets = jax.nn.one_hot(jnp.asarray(task.label_maps)[:, labels], task.classes, dtype=jnp.float32)  # (M_out, M_in, B, C)
+
+    def textbook(p, b):
+        y = route_outputs(p, hidden_activity(p, b.x, opts, b.bias_input), None, b.bias_input)  # (M, M, B, C)
+        per_route = jnp.mean(example_loss("cross_entropy", {"y": y}, {"y": jnp.swapaxes(targets, 0, 1)}), -1)
+        return jnp.sum(routes.valid * per_route) / jnp.sum(routes.valid)
+
+    rows, values, base = [], {}, None
+    for case, fn in (("textbook: permuted targets, classes minor", textbook),
+                     ("objective: log-sum-exp + cross term", lambda p, b: objective(p, b, routes, opts))):
+        step = jax.jit(jax.vmap(jax.value_and_grad(fn), in_axes=(0, None)))
+        values[case] = jax.block_until_ready(step(params, batch))[0]
+        wall = best_of(lambda: jax.block_until_ready(step(params, batch)), repeats)  # noqa: B023
+        base = base or wall
+        rows.append({"case": f"M = 100, K = {K}, 2 runs, loss + gradient: {case}", "rows per domain": B,
+                     "steps/s": 1 / wall, "examples/s": 2 * M * K * B / wall, "GFLOP/s": float("nan"),
+                     "speed-up": base / wall, "setup s": float("nan"),
+                     "max |dloss|": float(np.abs(np.subtract(*values.values())).max()) if len(values) == 2
+                     else float("nan")})
     return rows
 
 

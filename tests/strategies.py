@@ -1,9 +1,28 @@
 """Hypothesis strategies: random gated DAGs with random data."""
 
 import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gdln
+
+
+def tiered(default: int, slow: int):
+    """A costly property test of ``draw`` (hypothesis's ``st.data()``), run on ``default`` random
+    examples in the default suite and on ``slow`` examples in the slow tier (``pytest -m slow``,
+    which CI runs too): each example draws new shapes, so each compiles anew."""
+
+    def decorate(check):
+        def test(examples):
+            options = settings(max_examples=examples, deadline=None,
+                               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+            options(given(st.data())(check))()
+
+        test.__name__, test.__doc__ = check.__name__, check.__doc__
+        return pytest.mark.parametrize("examples", [default, pytest.param(slow, marks=pytest.mark.slow)])(test)
+
+    return decorate
 
 
 @st.composite

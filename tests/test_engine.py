@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gdln
@@ -15,7 +14,7 @@ from gdln.core.model import propagate
 from gdln.core.plan import gate_plan, propagate_plan
 from gdln.training.engine import data_batch, moment_batch, total_loss
 
-from .strategies import gated_datasets, random_graphs
+from .strategies import gated_datasets, random_graphs, tiered
 
 
 def _dense(batch):
@@ -57,10 +56,9 @@ def test_routing_shared_layers_are_evaluated_once_per_input_domain(routing_fig4,
         _check_planned_equals_dense(g, batch, params, opts)
 
 
-@settings(max_examples=10, deadline=None)
-@given(st.data())
+@tiered(3, 10)
 def test_planned_evaluation_equals_dense_on_random_dags(draw):
-    """Random DAGs (10 drawn), random binary node and edge gates, unit-wise gates, biases, ReLU: identical
+    """Random DAGs (3 drawn; 10 in the slow tier), random binary node and edge gates, unit-wise gates, biases, ReLU: identical
     outputs, loss and gradients (to 1e-12)."""
     graph = draw.draw(random_graphs())
     data = draw.draw(gated_datasets(graph))

@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -15,7 +14,7 @@ from gdln.theory import closed_form as cf
 from gdln.theory.race import race
 from gdln.theory.reduction import balanced_init, chain_values, paths_through_counts, reduce
 
-from .strategies import diagonal_dataset, random_graphs
+from .strategies import diagonal_dataset, random_graphs, tiered
 
 
 def _rel(a, b):
@@ -82,8 +81,7 @@ def test_momentum_reduction_is_exact(routing_fig4):
     _assert_same(g, red, full, reduced)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.data())
+@tiered(3, 8)
 def test_reduction_is_exact_on_random_diagonalisable_tasks(draw):
     """Random DAGs, random gates, statistics sharing singular vectors: discrete reduction == full GD."""
     g, data = diagonal_dataset(draw.draw(random_graphs(max_hidden=3)), draw.draw(st.integers(0, 10**6)), hidden_size=4)

@@ -4,14 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gdln
 from gdln import errors
 from gdln.training.engine import data_batch, moment_batch, total_loss
 
-from .strategies import gated_datasets, random_graphs
+from .strategies import gated_datasets, random_graphs, tiered
 
 
 def _rel(a, b):
@@ -30,8 +29,7 @@ def _data_and_moment_gradients(g, data, params, affine):
 
 
 # ------------------------------------------------------- moment == data space
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.data())
+@tiered(3, 12)
 def test_moment_gradient_equals_autograd_gradient(draw):
     """The exact identity: the moment-space loss differs from the data loss by a constant, so
     gradients agree to rounding (1e-10 relative, float64) on random DAGs, gates and sizes."""
@@ -47,8 +45,7 @@ def test_moment_gradient_equals_autograd_gradient(draw):
     assert np.linalg.norm(flat_m - flat_d) <= 1e-10 * np.linalg.norm(flat_d) + 1e-13
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.data())
+@tiered(2, 6)
 def test_moment_trajectories_equal_data_trajectories_on_random_dags(draw):
     g = draw.draw(random_graphs(max_hidden=3))
     data = draw.draw(gated_datasets(g))

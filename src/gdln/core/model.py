@@ -99,9 +99,27 @@ def init_params(
     Edge k uses ``fold_in(key, k)``, so adding seeds never changes existing ones. vmap over keys
     to initialise many seeds at once.
     """
+    return _init(key, graph, scheme, scale, biases, dtype, together=False)
+
+
+def _init(key, graph: Graph, scheme: InitScheme, scale: float, biases: bool, dtype, together: bool) -> Params:
+    """:func:`init_params`; ``together``: the edges of one shape draw in one vmapped call over their
+    keys (the same numbers). Compiled, that is one random draw per shape instead of per edge (a
+    200-edge routing graph compiles in 5 s instead of 25 s); eagerly, one call per edge is faster."""
     init = _initializer(scheme, scale)
     dtype = dtype or jnp.result_type(float)  # float64 when JAX has x64 enabled, float32 otherwise
-    W = {e.name: init(jax.random.fold_in(key, k), graph.shape(e.name), dtype) for k, e in enumerate(graph.edges)}
+    groups: dict = {}
+    for k, e in enumerate(graph.edges):
+        groups.setdefault(graph.shape(e.name) if together else k, []).append(k)
+    drawn = {}
+    for ks in groups.values():
+        shape = graph.shape(graph.edges[ks[0]].name)
+        if len(ks) == 1:
+            drawn[ks[0]] = init(jax.random.fold_in(key, ks[0]), shape, dtype)
+        else:
+            keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.asarray(ks))
+            drawn |= dict(zip(ks, jax.vmap(lambda k, shape=shape: init(k, shape, dtype))(keys)))
+    W = {e.name: drawn[k] for k, e in enumerate(graph.edges)}
     return Params(W, {e.name: jnp.zeros(graph.sizes[e.target], dtype) for e in graph.edges} if biases else {})
 
 
@@ -121,7 +139,7 @@ def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: fl
 
 @functools.lru_cache(maxsize=32)
 def _seeded_init(graph: Graph, scheme: InitScheme, scale: float, biases: bool, dtype):
-    return jax.jit(jax.vmap(lambda s: init_params(jax.random.key(s), graph, scheme, scale, biases=biases, dtype=dtype)))
+    return jax.jit(jax.vmap(lambda s: _init(jax.random.key(s), graph, scheme, scale, biases, dtype, together=True)))
 
 
 def stack_params(*networks: Params | Ensemble) -> Ensemble:

@@ -41,7 +41,7 @@ from gdln.core.schedule import Schedule, check_field
 from gdln.core.stats import ContextStats, effective_examples
 from gdln.datasets.routes import RouteTask
 from gdln.errors import GateError, ShapeError, UnsupportedError
-from gdln.training.engine import Layout, Trajectory, example_loss, initial_state, resolve_method, run
+from gdln.training.engine import Layout, Trajectory, initial_state, resolve_method, run
 
 
 
@@ -191,16 +191,43 @@ def route_outputs(params: RouteParams, h: jax.Array, decoders: jax.Array | None,
     return y
 
 
-def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array | None) -> jax.Array:
-    """Targets of output domain j: columns of the base targets permuted, y'_k = y_{sigma_j^-1(k)}.
-    ``Y`` (M, B, C) or (M, K, B, C) -> (M, K, B, C); ``decoders=None``: every output domain, K = M.
-    A product with the permutation matrices P_j (P_j[c, k] = [c = sigma_j^-1(k)]): a small dense
-    contraction where a gather of every target would be an elementwise loop on a CPU."""
-    C = inverse.shape[-1]
-    P = (inverse[..., None, :] == jnp.arange(C)[:, None]).astype(Y.dtype)  # (M, C, C)
-    if decoders is None:
-        return jnp.einsum("ibc,jck->ijbk", Y, P)
-    return jnp.einsum("ibc,ikcl->ikbl" if Y.ndim == 3 else "ikbc,ikcl->ikbl", Y, P[decoders])
+def _class_major_outputs(params: RouteParams, h: jax.Array, bias_input=None) -> jax.Array:
+    """:func:`route_outputs` with ``decoders=None`` laid out (M_out, C, M_in, B): the GEMM's own
+    output order, and the loss's reductions over classes run on contiguous rows of M_in B values.
+    While the outputs fit in cache (a step's 8 images per domain, an evaluation block) the loss +
+    gradient is 2x faster at M = 100 than with classes on the minor axis."""
+    y = jnp.einsum("jch,ibh->jcib", params.dec, h)
+    if not params.affine:
+        return y
+    b = params.b_dec[:, :, None, None]
+    return y + (b if bias_input is None else b * bias_input)
+
+
+def _output_term(loss: str, y: jax.Array, axis: int = -1) -> jax.Array:
+    """g(y) of a loss written l(y, t) = g(y) - y.t + [MSE] |t|^2 / 2: log sum_c exp y_c for softmax
+    cross-entropy (one-hot t), |y|^2 / 2 for MSE. Reduces the class axis ``axis``."""
+    return jax.nn.logsumexp(y, axis=axis) if loss == "cross_entropy" else 0.5 * jnp.sum(y * y, axis=axis)
+
+
+def _cross_term(params: RouteParams, h: jax.Array, batch: "RouteBatch", routes: "Routes") -> jax.Array:
+    """sum_b w_b y_ijb . t_ijb of every trained route, without forming a route's permuted targets.
+
+    Output domain j's targets are the base targets Y permuted, t_c = Y_{sigma_j^-1(c)}, and
+    y_jc = W~_jc . h~ with h~ = [h, beta] and W~_j = [W_dec^j, b_dec^j]. So the sum is <A_i, D_j>:
+    A_i = sum_b w_b Y_b h~_b^T (C x (H+1), per input domain, or per route when each has its own
+    rows) and D_j = P_j W~_j, decoder j's rows in base-label order (P_j[c', c] = [c' = sigma_j^-1(c)]).
+    (M, K) for the table ``routes`` ((M, M) with ``decoders`` None)."""
+    W = params.dec
+    if params.affine:
+        h = jnp.concatenate([h, batch.bias_input[..., None].astype(h.dtype)], axis=-1)
+        W = jnp.concatenate([W, params.b_dec[..., None]], axis=-1)
+    C = routes.inverse.shape[-1]
+    P = (routes.inverse[..., None, :] == jnp.arange(C)[:, None]).astype(W.dtype)  # (M, C, C)
+    D = jnp.einsum("jdc,jch->jdh", P, W)
+    A = jnp.einsum("...b,...bd,...bh->...dh", batch.weight, batch.y, h)  # (M, C, H~) or (M, K, C, H~)
+    if routes.decoders is None:
+        return jnp.einsum("idh,jdh->ij", A, D)
+    return jnp.einsum("ikdh,ikdh->ik", A[:, None] if A.ndim == 3 else A, D[routes.decoders])
 
 
 class RouteBatch(NamedTuple):
@@ -247,26 +274,57 @@ def trained_routes(mask: np.ndarray, label_maps: np.ndarray, dense: bool = False
 
 def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: RouteOptions) -> jax.Array:
     """Mean over trained routes of sum_rows weight * l(row) + offset (full batch: the route's mean loss).
-    ``batch`` holds rows per input domain (M, n, ...), or per trained route (M, K, B, ...)."""
+    ``batch`` holds rows per input domain (M, n, ...), or per trained route (M, K, B, ...).
+
+    l(y, t) = g(y) - y.t + [MSE] |t|^2 / 2 (:func:`_output_term`): only g runs on every output
+    of every route; the cross term is one small contraction per pair of domains
+    (:func:`_cross_term`), 2-4x cheaper than a loss on permuted targets at M = 100."""
     h = hidden_activity(params, batch.x, opts, batch.bias_input)
-    y = route_outputs(params, h, routes.decoders, batch.bias_input)
-    losses = example_loss(opts.loss, {"y": y}, {"y": _permute_targets(batch.y, routes.inverse, routes.decoders)})
-    weight = batch.weight[:, None] if batch.weight.ndim == 2 else batch.weight  # shared rows, or per-route rows
-    per_route = jnp.sum(losses * weight, axis=-1) + batch.offset[:, None]
+    if routes.decoders is None:  # every decoder on each domain's rows (M, B)
+        g = _output_term(opts.loss, _class_major_outputs(params, h, batch.bias_input), axis=1)  # (M_out, M_in, B)
+        g = jnp.einsum("jib,ib->ij", g, batch.weight)
+    else:
+        y = route_outputs(params, h, routes.decoders, batch.bias_input)  # (M, K, B, C)
+        w = batch.weight[:, None] if batch.weight.ndim == 2 else batch.weight  # shared rows, or per-route rows
+        g = jnp.sum(w * _output_term(opts.loss, y), axis=-1)
+    per_route = g - _cross_term(params, h, batch, routes) + batch.offset[:, None]
+    if opts.loss == "mse":  # + sum_b w_b |t_b|^2 / 2, the same for every output domain
+        sq = 0.5 * jnp.einsum("...b,...bc->...", batch.weight, batch.y * batch.y)
+        per_route = per_route + (sq[:, None] if sq.ndim == 1 else sq)
     return jnp.sum(routes.valid * per_route) / jnp.sum(routes.valid)
+
+
+#: Outputs (routes x images x classes) per block of :func:`evaluate`, a few MB: a block stays in cache.
+EVAL_BLOCK_OUTPUTS = 2**20
 
 
 def evaluate(params: RouteParams, x: jax.Array, labels: jax.Array, label_maps: jax.Array,
              opts: RouteOptions, *, per_example: bool = False) -> tuple[jax.Array, jax.Array]:
     """Mean loss and accuracy of every route (i, j) on inputs ``x`` (M, n, N0): two (M, M) arrays
     (``per_example``: each example's loss and correctness, two (M, M, n) arrays). The hidden
-    activity is computed once per input domain and example, the decoders once per route."""
-    C = label_maps.shape[1]
-    y = route_outputs(params, hidden_activity(params, x, opts), None)  # (M, M, n, C)
-    target = label_maps[:, labels]  # (M_out, n)
-    loss = example_loss(opts.loss, {"y": y}, {"y": jax.nn.one_hot(target, C, dtype=y.dtype)[None]})
-    correct = jnp.argmax(y, axis=-1) == target[None]
+    activity is computed once per input domain and example, the decoders once per route, in blocks
+    of images with at most :data:`EVAL_BLOCK_OUTPUTS` outputs. At M = 100 the 10^8 outputs of
+    1,000 images would otherwise be written to fresh memory at every record: blocks are 15% faster
+    and fault in 10x fewer pages."""
+    M, n = x.shape[:2]
+    block = max(1, min(n, EVAL_BLOCK_OUTPUTS // (M * M * label_maps.shape[1])))
+    pad = -n % block
+    xb = jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(M, -1, block, x.shape[-1]).swapaxes(0, 1)
+    lb = jnp.pad(labels, (0, pad)).reshape(-1, block)
+    loss, correct = jax.lax.map(lambda a: _evaluate_block(params, *a, label_maps, opts), (xb, lb))
+    loss, correct = (jnp.moveaxis(v, 0, 2).reshape(M, M, -1)[..., :n] for v in (loss, correct))
     return (loss, correct) if per_example else (loss.mean(-1), correct.mean(-1))
+
+
+def _evaluate_block(params, x, labels, label_maps, opts):
+    """Each example's loss l = g(y) - y.t (+ 1/2 for MSE: t is one-hot) and correctness, (M, M, n)."""
+    C = label_maps.shape[1]
+    y = _class_major_outputs(params, hidden_activity(params, x, opts))  # (M_out, C, M_in, n)
+    target = label_maps[:, labels]  # (M_out, n)
+    t = jax.nn.one_hot(target, C, axis=1, dtype=y.dtype)  # (M_out, C, n)
+    loss = _output_term(opts.loss, y, axis=1) - jnp.sum(y * t[:, :, None], axis=1) + 0.5 * (opts.loss == "mse")
+    correct = jnp.argmax(y, axis=1) == target[:, None]
+    return jnp.swapaxes(loss, 0, 1), jnp.swapaxes(correct, 0, 1)
 
 
 @functools.partial(jax.jit, static_argnames="opts")

@@ -34,7 +34,7 @@ EXPERIMENT = Experiment(
     name="routes-mnist",
     figure="Figs. 7-10: naturalistic routes (MNIST)",
     description="M = 100 rotated MNIST x permuted labels: zero-shot vs K/M (thresholds), vs gain, linear vs leaky ReLU",
-    runtime="~22 min",
+    runtime="~14 min",
     settings=Settings,
     quick={"modules": 6, "ks": [1, 3, 5], "k_gain": 3, "gains": [10.0, 0.001], "nonlinearities": ["linear"],
            "examples": 1000, "n_test": 500, "pca": 50, "hidden": 32, "lr": 0.05, "steps": 1500, "records": 5,
