@@ -12,8 +12,10 @@ import gdln
 from gdln.core.transform import Preprocessor
 from gdln.datasets.routes import label_permutations, rotate, route_task
 from gdln.errors import ConfigError, DivergenceError, GateError, ShapeError, UnsupportedError
+from gdln.training import routes as routes_module
 from gdln.training.routes import (
     RouteOptions,
+    evaluate,
     from_graph_params,
     hidden_activity,
     init_routes,
@@ -122,6 +124,30 @@ def test_batched_forward_equals_the_core_network_on_route_gates(task):
         gates |= {f"dec{k}": jnp.full(120, float(k == j)) for k in range(M)}
         y = gdln.forward(graph, core, inputs, edge_gates=gates, nonlinearity="leaky_relu", slope=0.1)[f"y{j}"]
         np.testing.assert_allclose(out[i, j], y, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_evaluation_in_blocks_is_each_examples_loss_and_argmax(task, monkeypatch, loss):
+    """evaluate (log-sum-exp or |y|^2/2 minus y.t over class-major outputs, in blocks of images)
+    gives each test example's textbook loss on every route, -log softmax(y)[sigma_j(label)] or
+    |y - t|^2 / 2, and argmax correctness; blocks of 7 of the 60 images (the last one padded)
+    change nothing."""
+    p = jax.tree.map(lambda a: a[0], init_routes(task, 5, [0], (1.0,)))
+    opts = RouteOptions(steps=1, lr=0.1, nonlinearity="leaky_relu", loss=loss)
+    x, labels, maps = jnp.asarray(task.X_test), jnp.asarray(task.labels_test), jnp.asarray(task.label_maps)
+    y = route_outputs(p, hidden_activity(p, x, opts), None)  # (M, M, n, C)
+    target = maps[:, labels]
+    t = jax.nn.one_hot(target, task.classes)[None]
+    expected = -jnp.sum(t * jax.nn.log_softmax(y), -1) if loss == "cross_entropy" else 0.5 * jnp.sum((y - t) ** 2, -1)
+    M, C, n = task.modules, task.classes, len(labels)
+    for block in (n, 7):
+        monkeypatch.setattr(routes_module, "EVAL_BLOCK_OUTPUTS", block * M * M * C)
+        per_example, correct = evaluate(p, x, labels, maps, opts, per_example=True)
+        np.testing.assert_allclose(per_example, expected, atol=1e-12)
+        np.testing.assert_array_equal(correct, jnp.argmax(y, -1) == target[None])
+        mean = evaluate(p, x, labels, maps, opts)
+        np.testing.assert_allclose(mean[0], expected.mean(-1), atol=1e-12)
+        np.testing.assert_allclose(mean[1], correct.mean(-1), atol=1e-15)
 
 
 def test_runs_start_from_the_core_initialisation_of_each_gain_and_seed(task):

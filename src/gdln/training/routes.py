@@ -278,7 +278,8 @@ def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: Rout
 
     l(y, t) = g(y) - y.t + [MSE] |t|^2 / 2 (:func:`_output_term`): only g runs on every output
     of every route; the cross term is one small contraction per pair of domains
-    (:func:`_cross_term`), 2-4x cheaper than a loss on permuted targets at M = 100."""
+    (:func:`_cross_term`). At M = 100 the loss + gradient is 1.56x faster than cross-entropy on
+    permuted targets (``python -m benchmarks routes``)."""
     h = hidden_activity(params, batch.x, opts, batch.bias_input)
     if routes.decoders is None:  # every decoder on each domain's rows (M, B)
         g = _output_term(opts.loss, _class_major_outputs(params, h, batch.bias_input), axis=1)  # (M_out, M_in, B)
