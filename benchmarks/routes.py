@@ -32,7 +32,7 @@ import gdln
 from gdln.datasets.routes import route_task
 from gdln.training.routes import RouteOptions, hidden_activity, init_routes, route_outputs, train_routes
 
-from .common import best_of, marginal
+from .common import marginal
 
 COLUMNS = ["case", "rows per domain", "steps/s", "examples/s", "GFLOP/s", "speed-up", "setup s", "max |dloss|"]
 
@@ -150,11 +150,12 @@ def paper_scale(steps: int = 40, H: int = 64) -> list[dict]:
     return rows + loss_forms(task, params)
 
 
-def loss_forms(task, params, K: int = 50, B: int = 8, repeats: int = 20) -> list[dict]:
+def loss_forms(task, params, K: int = 50, B: int = 8, repeats: int = 41) -> list[dict]:
     """Loss + gradient of one step's batch (8 images per input domain, every decoder, M = 100, 2 runs):
     the softmax cross-entropy on each route's permuted one-hot targets with classes on the minor axis
     (the textbook form, and the library's until issue 19) against :func:`objective` (log-sum-exp over
-    classes ahead of the images, plus the cross term as one (M, C, H+1) contraction per domain pair)."""
+    classes ahead of the images, plus the cross term as one (M, C, H+1) contraction per domain pair).
+    Median wall time of ``repeats`` interleaved calls."""
     from gdln.training.engine import example_loss
     from gdln.training.routes import RouteBatch, objective, trained_routes
 
@@ -174,19 +175,21 @@ def loss_forms(task, params, K: int = 50, B: int = 8, repeats: int = 20) -> list
         per_route = jnp.mean(example_loss("cross_entropy", {"y": y}, {"y": jnp.swapaxes(targets, 0, 1)}), -1)
         return jnp.sum(routes.valid * per_route) / jnp.sum(routes.valid)
 
-    rows, values, base = [], {}, None
-    for case, fn in (("textbook: permuted targets, classes minor", textbook),
-                     ("objective: log-sum-exp + cross term", lambda p, b: objective(p, b, routes, opts))):
-        step = jax.jit(jax.vmap(jax.value_and_grad(fn), in_axes=(0, None)))
-        values[case] = jax.block_until_ready(step(params, batch))[0]
-        wall = best_of(lambda: jax.block_until_ready(step(params, batch)), repeats)  # noqa: B023
-        base = base or wall
-        rows.append({"case": f"M = 100, K = {K}, 2 runs, loss + gradient: {case}", "rows per domain": B,
-                     "steps/s": 1 / wall, "examples/s": 2 * M * K * B / wall, "GFLOP/s": float("nan"),
-                     "speed-up": base / wall, "setup s": float("nan"),
-                     "max |dloss|": float(np.abs(np.subtract(*values.values())).max()) if len(values) == 2
-                     else float("nan")})
-    return rows
+    cases = {"textbook: permuted targets, classes minor": textbook,
+             "objective: log-sum-exp + cross term": lambda p, b: objective(p, b, routes, opts)}
+    steps = {case: jax.jit(jax.vmap(jax.value_and_grad(fn), in_axes=(0, None))) for case, fn in cases.items()}
+    values = {case: jax.block_until_ready(step(params, batch))[0] for case, step in steps.items()}
+    walls = {case: [] for case in cases}
+    for _ in range(repeats):  # interleaved, so that the machine's drift hits both forms alike
+        for case, step in steps.items():
+            t = time.perf_counter()
+            jax.block_until_ready(step(params, batch))
+            walls[case].append(time.perf_counter() - t)
+    base = float(np.median(walls[next(iter(cases))]))
+    dloss = float(np.abs(np.subtract(*values.values())).max())
+    return [{"case": f"M = 100, K = {K}, 2 runs, loss + gradient: {case}", "rows per domain": B,
+             "steps/s": 1 / np.median(w), "examples/s": 2 * M * K * B / np.median(w), "GFLOP/s": float("nan"),
+             "speed-up": base / np.median(w), "setup s": float("nan"), "max |dloss|": dloss} for case, w in walls.items()]
 
 
 def run() -> list[dict]:

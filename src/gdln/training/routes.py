@@ -210,24 +210,32 @@ def _output_term(loss: str, y: jax.Array, axis: int = -1) -> jax.Array:
 
 
 def _cross_term(params: RouteParams, h: jax.Array, batch: "RouteBatch", routes: "Routes") -> jax.Array:
-    """sum_b w_b y_ijb . t_ijb of every trained route, without forming a route's permuted targets.
+    """sum_b w_b y_ijb . t_ijb of every route (i, j) on rows shared by input domain i (M, M),
+    without forming any route's permuted targets.
 
     Output domain j's targets are the base targets Y permuted, t_c = Y_{sigma_j^-1(c)}, and
     y_jc = W~_jc . h~ with h~ = [h, beta] and W~_j = [W_dec^j, b_dec^j]. So the sum is <A_i, D_j>:
-    A_i = sum_b w_b Y_b h~_b^T (C x (H+1), per input domain, or per route when each has its own
-    rows) and D_j = P_j W~_j, decoder j's rows in base-label order (P_j[c', c] = [c' = sigma_j^-1(c)]).
-    (M, K) for the table ``routes`` ((M, M) with ``decoders`` None)."""
+    A_i = sum_b w_b Y_b h~_b^T (C x (H+1)) and D_j = P_j W~_j, decoder j's rows in base-label
+    order (P_j[c', c] = [c' = sigma_j^-1(c)]): one contraction for all M^2 routes."""
     W = params.dec
     if params.affine:
         h = jnp.concatenate([h, batch.bias_input[..., None].astype(h.dtype)], axis=-1)
         W = jnp.concatenate([W, params.b_dec[..., None]], axis=-1)
-    C = routes.inverse.shape[-1]
-    P = (routes.inverse[..., None, :] == jnp.arange(C)[:, None]).astype(W.dtype)  # (M, C, C)
-    D = jnp.einsum("jdc,jch->jdh", P, W)
-    A = jnp.einsum("...b,...bd,...bh->...dh", batch.weight, batch.y, h)  # (M, C, H~) or (M, K, C, H~)
-    if routes.decoders is None:
-        return jnp.einsum("idh,jdh->ij", A, D)
-    return jnp.einsum("ikdh,ikdh->ik", A[:, None] if A.ndim == 3 else A, D[routes.decoders])
+    D = jnp.einsum("jdc,jch->jdh", _permutations(routes.inverse, W.dtype), W)
+    A = jnp.einsum("ib,ibd,ibh->idh", batch.weight, batch.y, h)
+    return jnp.einsum("idh,jdh->ij", A, D)
+
+
+def _permutations(inverse: jax.Array, dtype) -> jax.Array:
+    """The permutation matrices of the output domains, P_j[c', c] = [c' = sigma_j^-1(c)]: (M, C, C)."""
+    return (inverse[..., None, :] == jnp.arange(inverse.shape[-1])[:, None]).astype(dtype)
+
+
+def _permute_targets(Y: jax.Array, inverse: jax.Array, decoders: jax.Array) -> jax.Array:
+    """Targets of the trained routes' output domains: the base targets Y (M, B, C) or (M, K, B, C)
+    permuted, t_k = Y_{sigma_j^-1(k)} for j = ``decoders`` (M, K): (M, K, B, C). A product with the
+    permutation matrices, where a gather of every target would be an elementwise loop on a CPU."""
+    return jnp.einsum("ibc,ikcl->ikbl" if Y.ndim == 3 else "ikbc,ikcl->ikbl", Y, _permutations(inverse, Y.dtype)[decoders])
 
 
 class RouteBatch(NamedTuple):
@@ -276,19 +284,22 @@ def objective(params: RouteParams, batch: RouteBatch, routes: Routes, opts: Rout
     """Mean over trained routes of sum_rows weight * l(row) + offset (full batch: the route's mean loss).
     ``batch`` holds rows per input domain (M, n, ...), or per trained route (M, K, B, ...).
 
-    l(y, t) = g(y) - y.t + [MSE] |t|^2 / 2 (:func:`_output_term`): only g runs on every output
-    of every route; the cross term is one small contraction per pair of domains
-    (:func:`_cross_term`). At M = 100 the loss + gradient is 1.56x faster than cross-entropy on
-    permuted targets (``python -m benchmarks routes``)."""
+    l(y, t) = g(y) - y.t + [MSE] |t|^2 / 2 (:func:`_output_term`). With every decoder on shared
+    rows (``routes.decoders`` None) only g runs on every output and the cross term is one small
+    contraction per pair of domains (:func:`_cross_term`): at M = 100 the loss + gradient is up to
+    1.5x faster than cross-entropy on permuted targets (``python -m benchmarks routes``). With K
+    gathered decoders per domain (M = 10 scale) the targets are permuted per route: a second
+    gather there would cost 50% more per step."""
     h = hidden_activity(params, batch.x, opts, batch.bias_input)
     if routes.decoders is None:  # every decoder on each domain's rows (M, B)
         g = _output_term(opts.loss, _class_major_outputs(params, h, batch.bias_input), axis=1)  # (M_out, M_in, B)
-        g = jnp.einsum("jib,ib->ij", g, batch.weight)
-    else:
+        per_route = jnp.einsum("jib,ib->ij", g, batch.weight) - _cross_term(params, h, batch, routes)
+    else:  # K gathered decoders per domain: the cross term on their permuted targets
         y = route_outputs(params, h, routes.decoders, batch.bias_input)  # (M, K, B, C)
+        yt = jnp.sum(y * _permute_targets(batch.y, routes.inverse, routes.decoders), axis=-1)
         w = batch.weight[:, None] if batch.weight.ndim == 2 else batch.weight  # shared rows, or per-route rows
-        g = jnp.sum(w * _output_term(opts.loss, y), axis=-1)
-    per_route = g - _cross_term(params, h, batch, routes) + batch.offset[:, None]
+        per_route = jnp.sum(w * (_output_term(opts.loss, y) - yt), axis=-1)
+    per_route = per_route + batch.offset[:, None]
     if opts.loss == "mse":  # + sum_b w_b |t_b|^2 / 2, the same for every output domain
         sq = 0.5 * jnp.einsum("...b,...bc->...", batch.weight, batch.y * batch.y)
         per_route = per_route + (sq[:, None] if sq.ndim == 1 else sq)

@@ -24,7 +24,7 @@ EXPERIMENT = Experiment(
     name="routes-digits",
     figure="Figs. 7-10: naturalistic routes (8x8 digits)",
     description="rotated 8x8 digits x permuted labels: zero-shot vs K/M, vs init gain, linear vs leaky ReLU",
-    runtime="~2 min",
+    runtime="~3 min",
     settings=Settings,
     quick={"modules": 6, "ks": [1, 3, 5], "k_gain": 3, "gains": [10.0, 0.001], "nonlinearities": ["leaky_relu"],
            "hidden": 32, "steps": 1500, "records": 5, "seeds": 1},
