@@ -139,7 +139,10 @@ def init_seeds(seeds, graph: Graph, scheme: InitScheme = "orthogonal", scale: fl
 
 @functools.lru_cache(maxsize=32)
 def _seeded_init(graph: Graph, scheme: InitScheme, scale: float, biases: bool, dtype):
-    return jax.jit(jax.vmap(lambda s: _init(jax.random.key(s), graph, scheme, scale, biases, dtype, together=True)))
+    # Orthogonal draws stay one per edge: a QR batched over edges inside the vmap over seeds once
+    # hung XLA's CPU runtime (a fresh-clone test run, README quick start); the other schemes are pure XLA.
+    together = scheme != "orthogonal"
+    return jax.jit(jax.vmap(lambda s: _init(jax.random.key(s), graph, scheme, scale, biases, dtype, together)))
 
 
 def stack_params(*networks: Params | Ensemble) -> Ensemble:
