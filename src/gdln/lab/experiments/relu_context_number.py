@@ -115,7 +115,7 @@ EXPERIMENT = Experiment(
     name="relu-context-number",
     figure="relu-context-number",
     description="ReLU networks with C = 3, 4, 5 contexts: the shared pathway's lead grows with C",
-    runtime="~11 min",
+    runtime="~4 min",
     settings=Settings,
     quick={"contexts": [3, 5], "hidden": 60, "seeds": 1, "record_every": 160},
     compute=compute,
