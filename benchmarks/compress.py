@@ -1,10 +1,14 @@
 """Training wide hidden nodes in their invariant subspaces (``TrainOptions(compress=True)``) vs at
-full width: the hand-wired pathway GDLNs of the ReLU studies (C contexts: 1 + C + C (C - 1) / 2
-pathways of 700 units between 8 + C inputs and 15 (C + 1) outputs, moment space) a one-hidden-layer
-linear network 10 -> N -> 10 (data space, P = 200), and a two-hidden-layer one whose hidden
-nodes are ports of each other and do not compress (the cost of the check alone). Step times are marginal (fixed costs cancel); the
-flop ratio is the width ratio the compression gives. The trajectories agree to rounding
-(tests/test_train.py)."""
+full width, on three kinds of network:
+
+* the hand-wired pathway GDLNs of the ReLU studies (C contexts: 1 + C + C (C - 1) / 2 pathways of
+  700 units between 8 + C inputs and 15 (C + 1) outputs, moment space);
+* one-hidden-layer linear networks 10 -> N -> 10 (data space, P = 200);
+* a two-hidden-layer one whose hidden nodes are ports of each other and do not compress (the cost
+  of the check alone).
+
+Step times are marginal (fixed costs cancel); the flop ratio is the width ratio the compression
+gives. The trajectories agree to rounding (tests/test_train.py)."""
 
 from __future__ import annotations
 

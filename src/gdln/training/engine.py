@@ -687,7 +687,8 @@ def train_batch(
             for p, e in zip(params, ensemble)]
     sizes = [len(next(iter(p.weights.values()))) for p in host]
     stacked = jax.tree.map(lambda *a: np.concatenate(a), *host)
-    bases = invariant_subspaces(graph, [data, *(evaluate or {}).values()], shared, stacked)
+    evaluate = dict(evaluate or {})
+    bases = invariant_subspaces(graph, [data, *evaluate.values()], shared, stacked)
     trained = graph
     if bases:  # train the narrower network; results are lifted back below
         trained = Graph([(v, bases[v].shape[-1] if v in bases else n) for v, n in graph.nodes], graph.edges,
@@ -699,7 +700,6 @@ def train_batch(
     shared.steps_per_epoch(P)  # a minibatch larger than the data fails here, before any work
     batch, names = moment_batch(trained, data, affine, dtype) if method == "moment" else \
         data_batch(trained, data, dtype, affine=affine)
-    evaluate = dict(evaluate or {})
     evals = {name: data_batch(trained, d, dtype, affine=affine) for name, d in evaluate.items()}
     runs = sum(sizes)
     offsets = np.cumsum([0, *sizes])
